@@ -15,7 +15,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install repro test lint clean-venv
+.PHONY: install repro test exp lint clean-venv
 
 install: $(STAMP)
 
@@ -34,8 +34,19 @@ $(STAMP): pyproject.toml requirements.lock
 repro: install
 	dvc repro
 
+# The suite runs the whole pipeline smoke-sized in $(SMOKE_DIR) (a copy of the repo), then compares its
+# metrics with the committed ones: `dvc metrics diff` is printed, a metric that vanished or is NaN fails.
+SMOKE_DIR ?= $(CURDIR)/.smoke
 test: install
-	pytest
+	rm -rf $(SMOKE_DIR)
+	COMMENTCLF_SMOKE_DIR=$(SMOKE_DIR) pytest
+	python scripts/check_metrics.py $(SMOKE_DIR)
+
+# make exp PROFILE=ruw  — the pipeline as a DVC experiment with profiles/$(PROFILE).yaml's overrides
+# (params.yaml is not edited; compare with `dvc exp show`, apply with `dvc exp apply NAME`).
+PROFILE ?= smoke
+exp: install
+	commentclf exp --profile $(PROFILE)
 
 lint: install
 	ruff check src stages tests

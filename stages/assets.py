@@ -15,8 +15,9 @@ from commentclf.metrics import write_json
 from commentclf.stage import run
 
 
-def main(params: Path = Path("params.yaml"), out_dir: Path = Path("models/base"),
-         metrics: Path = Path("metrics/assets.json")) -> None:
+def main(
+    params: Path = Path("params.yaml"), out_dir: Path = Path("models/base"), metrics: Path = Path("metrics/assets.json")
+) -> None:
     cfg = load_params(params)
     console = Console()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,9 @@ from commentclf.metrics import write_json
 from commentclf.stage import run
 
 
-def main(params: Path = Path("params.yaml"), out_dir: Path = Path("data/split"),
-         metrics: Path = Path("metrics/data.json")) -> None:
+def main(
+    params: Path = Path("params.yaml"), out_dir: Path = Path("data/split"), metrics: Path = Path("metrics/data.json")
+) -> None:
     cfg = load_params(params)
     result = build_splits(cfg.data, cfg.split, cfg.label_names)
     write_splits(result, out_dir)

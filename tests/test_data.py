@@ -4,7 +4,14 @@ import pandas as pd
 import pytest
 
 from commentclf.config import parse_params
-from commentclf.data import DataError, build_splits, load_labeled, load_pool, read_table, stratified_split, text_id
+from commentclf.data import (
+    DataError,
+    build_splits,
+    load_labeled,
+    read_table,
+    stratified_split,
+    text_id,
+)
 from conftest import LABELS, RUW, base_params
 
 
@@ -62,7 +69,9 @@ def test_missing_label_value_is_an_unknown_label(tmp_path):
 def test_too_few_rows_to_split(tmp_path):
     rows = [r for r in labeled_rows(10) if r[1] != "pro_russia"] + [("seul avis prorusse", "pro_russia")] * 1
     cfg = make_cfg(tmp_path, rows)
-    with pytest.raises(DataError, match=r"too few labelled rows to split \('pro_russia' has 1; each label needs at least 3"):
+    with pytest.raises(
+        DataError, match=r"too few labelled rows to split \('pro_russia' has 1; each label needs at least 3"
+    ):
         build_splits(cfg.data, cfg.split, LABELS)
 
 
@@ -106,14 +115,14 @@ def test_parquet_input_works(tmp_path):
 def test_cleaning_counts(tmp_path):
     decomposed = unicodedata.normalize("NFD", "Été à Kharkiv")
     rows = labeled_rows(4) + [
-        ("   ", "off_topic"),                      # whitespace only
-        ("", "off_topic"),                         # empty
+        ("   ", "off_topic"),  # whitespace only
+        ("", "off_topic"),  # empty
         ("commentaire numéro 0 sur le thème pro_ukraine", "pro_ukraine"),  # exact duplicate
-        ("  " + decomposed + " ", "off_topic"),    # NFD + spaces -> normalised
-        ("Été à Kharkiv", "off_topic"),            # ... and then a duplicate of it
+        ("  " + decomposed + " ", "off_topic"),  # NFD + spaces -> normalised
+        ("Été à Kharkiv", "off_topic"),  # ... and then a duplicate of it
         ("texte contradictoire", "pro_ukraine"),
-        ("texte contradictoire", "pro_russia"),    # same text, other label: both dropped
-        ("x" * 120, "off_topic"),                  # truncated at max_chars=100
+        ("texte contradictoire", "pro_russia"),  # same text, other label: both dropped
+        ("x" * 120, "off_topic"),  # truncated at max_chars=100
     ]
     cfg = make_cfg(tmp_path, rows, max_chars=100)
     df, rep = load_labeled(tmp_path / "labeled.csv", cfg.data, LABELS)
@@ -157,10 +166,12 @@ def test_split_is_stratified_disjoint_and_deterministic(tmp_path):
 
 def test_other_seed_gives_other_split(tmp_path):
     cfg = make_cfg(tmp_path, labeled_rows(20))
-    a = stratified_split(load_labeled(cfg.data.labeled, cfg.data, LABELS)[0],
-                         {"train": 0.65, "dev": 0.15, "test": 0.2}, 1, 3)
-    b = stratified_split(load_labeled(cfg.data.labeled, cfg.data, LABELS)[0],
-                         {"train": 0.65, "dev": 0.15, "test": 0.2}, 2, 3)
+    a = stratified_split(
+        load_labeled(cfg.data.labeled, cfg.data, LABELS)[0], {"train": 0.65, "dev": 0.15, "test": 0.2}, 1, 3
+    )
+    b = stratified_split(
+        load_labeled(cfg.data.labeled, cfg.data, LABELS)[0], {"train": 0.65, "dev": 0.15, "test": 0.2}, 2, 3
+    )
     assert set(a["test"]["id"]) != set(b["test"]["id"])
 
 

@@ -1,75 +1,138 @@
-"""The DVC pipeline end to end on a throwaway copy of the repository."""
+"""The whole DVC pipeline, smoke-sized, on a throwaway copy of the repository (real models, few steps)."""
 
 import json
+import math
 import os
 import subprocess
 import sys
-from pathlib import Path
+import time
 
 import pandas as pd
-import pytest
 
-from conftest import REPO, copy_repo
+from conftest import REPO, run_cmd
 
-BIN = Path(sys.executable).parent
-
-
-def run(cmd, cwd, check=True):
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
+STAGES = ["assets", "split", "setfit", "synth_gen", "llm_finetune", "llm_label", "e5_train", "onnx_export", "benchmark"]
+MODELS = ["setfit", "llm", "ensemble", "student_torch", "student_onnx_fp32", "student_onnx_int8"]
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    return copy_repo(tmp_path_factory.mktemp("repo"))
+def numbers(tree, path=""):
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from numbers(v, f"{path}.{k}")
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            yield from numbers(v, f"{path}[{i}]")
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        yield path, tree
 
 
-def test_repro_then_noop(repo):
-    run(["dvc", "repro"], repo)
+def test_every_stage_ran_and_wrote_its_outputs(smoke_repo):
+    log = (smoke_repo / "repro.log").read_text()
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in log
     for name in ("train", "dev", "test", "pool"):
-        assert (repo / "data/split" / f"{name}.parquet").is_file()
-    manifest = json.loads((repo / "models/base/assets.json").read_text())
-    assert Path(repo / manifest["encoder"], "modules.json").is_file()
-    assert Path(repo / manifest["llm"], "config.json").is_file()
-    assets = json.loads((repo / "metrics/assets.json").read_text())
-    assert assets["encoder"]["cosine_min"] >= 0.999 and assets["llm"]["stopped_at_eos"]
-    data = json.loads((repo / "metrics/data.json").read_text())
-    assert data["labeled"]["kept"] == sum(s["rows"] for s in data["split"].values())
+        assert (smoke_repo / "data/split" / f"{name}.parquet").is_file()
+    assert (smoke_repo / "models/llm/adapter_model.safetensors").is_file()
+    assert (smoke_repo / "models/student/config.json").is_file()
+    assert list((smoke_repo / "models/onnx/int8").glob("*quantized.onnx"))
+    pseudo = pd.read_parquet(smoke_repo / "data/pseudo.parquet")
+    assert len(pseudo) == 24 and set(pseudo.columns) >= {
+        "id",
+        "text",
+        "label",
+        "confidence",
+        "setfit_label",
+        "llm_label",
+    }
 
-    again = run(["dvc", "repro"], repo)
+
+def test_metrics_are_complete_and_finite(smoke_repo):
+    for name in ("data", "assets", "setfit", "synth", "llm", "label", "student", "onnx", "benchmark"):
+        metrics = json.loads((smoke_repo / "metrics" / f"{name}.json").read_text())
+        for path, value in numbers(metrics):
+            assert math.isfinite(value), f"{name}.json{path} = {value}"
+    llm = json.loads((smoke_repo / "metrics/llm.json").read_text())
+    assert set(llm["dev"]["ms_per_comment"]) == {"generate", "score"} and "failure_rate" in llm["dev"]["parse"]
+    label = json.loads((smoke_repo / "metrics/label.json").read_text())
+    assert set(label["dev"]) == {"setfit", "llm", "gate", "soft"}
+    synth = json.loads((smoke_repo / "metrics/synth.json").read_text())
+    assert synth["generated"] == synth["kept"] + sum(synth["rejected"].values())
+    onnx = json.loads((smoke_repo / "metrics/onnx.json").read_text())
+    assert onnx["fp32_vs_torch"]["argmax_agreement"] == 1.0
+
+
+def test_benchmark_json_has_the_agreed_shape(smoke_repo):
+    report = json.loads((smoke_repo / "metrics/benchmark.json").read_text())
+    assert set(report) == {"test_size", "hardware", "models"} and report["test_size"] == 44
+    assert list(report["models"]) == MODELS
+    for m in report["models"].values():
+        assert set(m) == {
+            "accuracy",
+            "macro_f1",
+            "macro_f1_ci",
+            "minority_f1",
+            "minority_f1_ci",
+            "f1",
+            "precision",
+            "recall",
+            "latency_ms",
+            "throughput_per_s",
+            "size_mb",
+        }
+        assert set(m["latency_ms"]) == {"p50_bs1_1t", "p95_bs1_1t", "p50_bs1", "p95_bs1"}
+        assert m["macro_f1_ci"][0] <= m["macro_f1"] <= m["macro_f1_ci"][1] + 1e-9
+    assert "| student_onnx_int8 |" in (smoke_repo / "metrics/benchmark.md").read_text()
+    for model in MODELS:
+        assert (smoke_repo / "plots/confusion" / f"{model}.png").stat().st_size > 1000
+        assert len(pd.read_csv(smoke_repo / "plots/predictions" / f"{model}.csv")) == 44
+
+
+def test_rerun_is_a_noop_and_a_param_reruns_only_its_stage(smoke_repo):
+    again = run_cmd(["dvc", "repro"], smoke_repo)
     assert "Data and pipelines are up to date" in again.stdout, again.stdout
-    status = run(["dvc", "status"], repo)
-    assert "up to date" in status.stdout
+    params = smoke_repo / "params.yaml"
+    params.write_text(params.read_text().replace("bootstrap: 100", "bootstrap: 101"))
+    out = run_cmd(["dvc", "repro"], smoke_repo)
+    ran = [stage for stage in STAGES if f"Running stage '{stage}'" in out.stdout]
+    assert ran == ["benchmark"], out.stdout
 
 
-def test_changed_param_reruns_only_split(repo):
-    run(["dvc", "repro"], repo)
-    before = pd.read_parquet(repo / "data/split/test.parquet")
-    params = repo / "params.yaml"
-    params.write_text(params.read_text().replace("  seed: 42\n  min_per_label", "  seed: 7\n  min_per_label"))
-    out = run(["dvc", "repro"], repo)
-    assert "Running stage 'split'" in out.stdout and "Running stage 'assets'" not in out.stdout
-    after = pd.read_parquet(repo / "data/split/test.parquet")
-    assert set(before["id"]) != set(after["id"]) and len(before) == len(after)
+def test_dvc_metrics_and_plots_commands(smoke_repo):
+    shown = run_cmd(["dvc", "metrics", "show", "--md"], smoke_repo)
+    assert "metrics/benchmark.json" in shown.stdout
+    diff = run_cmd(["dvc", "metrics", "diff", "--md"], smoke_repo)  # against the committed (demo) metrics
+    assert diff.returncode == 0
+    plots = run_cmd(["dvc", "plots", "show", "--json"], smoke_repo)
+    assert "confusion_matrices" in plots.stdout
 
 
-def test_stage_reports_bad_data_without_traceback(repo, tmp_path):
-    params = (repo / "params.yaml").read_text().replace("data/demo/unlabeled.csv", str(tmp_path / "missing.csv"))
+def test_stage_reports_bad_data_without_traceback(smoke_repo, tmp_path):
+    params = (smoke_repo / "params.yaml").read_text().replace("data/demo/unlabeled.csv", str(tmp_path / "missing.csv"))
     (tmp_path / "params.yaml").write_text(params)
-    proc = run([sys.executable, "stages/split.py", "--params", str(tmp_path / "params.yaml")], repo, check=False)
+    proc = run_cmd(
+        [
+            sys.executable,
+            "stages/split.py",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--out-dir",
+            str(tmp_path / "split"),
+            "--metrics",
+            str(tmp_path / "data.json"),
+        ],
+        smoke_repo,
+        check=False,
+    )
     assert proc.returncode == 1
     assert f"error: {tmp_path / 'missing.csv'}: file not found" in " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr
 
 
-def test_cli_check_validates_params_and_data(repo, tmp_path):
-    ok = run(["commentclf", "check"], repo)
+def test_cli_check_validates_params_and_data(smoke_repo, tmp_path):
+    ok = run_cmd(["commentclf", "check"], smoke_repo)
     assert "params and data are valid" in ok.stdout
-    (tmp_path / "params.yaml").write_text((repo / "params.yaml").read_text() + "\nsplitt: {}\n")
-    bad = run(["commentclf", "check", "--params", str(tmp_path / "params.yaml")], repo, check=False)
+    (tmp_path / "params.yaml").write_text((smoke_repo / "params.yaml").read_text() + "\nsplitt: {}\n")
+    bad = run_cmd(["commentclf", "check", "--params", str(tmp_path / "params.yaml")], smoke_repo, check=False)
     assert bad.returncode == 1 and "splitt: unknown key" in bad.stderr
 
 
@@ -78,4 +141,38 @@ def test_offline_environment_is_set():
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1"]
-    assert (REPO / "Makefile").read_text().count("HF_HUB_OFFLINE") >= 1
+    assert "HF_HUB_OFFLINE" in (REPO / "Makefile").read_text()
+
+
+def test_two_point_sweep_with_dvc_exp(smoke_repo):
+    """`dvc exp run --queue -S a,b` sweeps a leaf param; only the stages downstream of it run (the rest
+    comes from the run-cache), and both experiments get their metrics."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    run_cmd(git + ["add", "-A"], smoke_repo)
+    run_cmd(git + ["commit", "-qm", "smoke baseline"], smoke_repo)
+    run_cmd(["dvc", "exp", "run", "--queue", "-S", "student.lr=5e-5,1e-4"], smoke_repo)
+    run_cmd(["dvc", "queue", "start", "-j", "1"], smoke_repo)
+    deadline = time.time() + 1200
+    while time.time() < deadline:
+        status = run_cmd(["dvc", "queue", "status"], smoke_repo).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    assert status.count("Success") == 2, status
+    shown = json.loads(run_cmd(["dvc", "exp", "show", "--json"], smoke_repo).stdout)
+    exps = [rev for commit in shown for exp in commit.get("experiments") or [] for rev in exp["revs"]]
+    lrs = sorted(e["data"]["params"]["params.yaml"]["data"]["student"]["lr"] for e in exps)
+    assert lrs == [5e-5, 1e-4]
+    for e in exps:
+        bench = e["data"]["metrics"]["metrics/benchmark.json"]["data"]
+        assert math.isfinite(bench["models"]["student_onnx_int8"]["macro_f1"])
+
+
+def test_profile_experiment_command(smoke_repo):
+    """`commentclf exp --profile smoke` (what `make exp PROFILE=smoke` runs): params.yaml stays as it is."""
+    before = (smoke_repo / "params.yaml").read_text()
+    out = run_cmd(["commentclf", "exp", "--profile", str(REPO / "profiles/smoke.yaml")], smoke_repo)
+    assert "-S setfit.max_steps=4" in out.stdout.replace("\n", " ") or "setfit.max_steps=4" in out.stdout
+    assert (smoke_repo / "params.yaml").read_text() == before
+    bad = run_cmd(["commentclf", "exp", "--profile", "nope"], smoke_repo, check=False)
+    assert bad.returncode == 1 and "profile not found" in bad.stderr

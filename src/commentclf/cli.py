@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -33,11 +34,107 @@ def check(params: Path = typer.Option(Path("params.yaml"), help="params file to 
     for name in ("labeled", "test", "pool"):
         if name in report:
             r = report[name]
-            table.add_row(name, *(str(r[k]) for k in ("rows_read", "empty", "truncated", "duplicates",
-                                                       "conflicting_labels", "overlap_removed", "kept")))
+            table.add_row(
+                name,
+                *(
+                    str(r[k])
+                    for k in (
+                        "rows_read",
+                        "empty",
+                        "truncated",
+                        "duplicates",
+                        "conflicting_labels",
+                        "overlap_removed",
+                        "kept",
+                    )
+                ),
+            )
     console.print(table)
     console.print({name: counts for name, counts in report["split"].items()})
     console.print("[green]params and data are valid[/]")
+
+
+@app.command()
+@user_errors_exit
+def exp(
+    profile: str = typer.Option(..., help="profile name (profiles/NAME.yaml) or path"),
+    mode: str = typer.Option("--temp", help="--temp (run now, params.yaml untouched) or --queue"),
+    extra: list[str] = typer.Argument(None, help="more `dvc exp run` arguments, after --"),
+) -> None:
+    """Run the pipeline as a DVC experiment with a profile's overrides (`dvc exp run -S ...`)."""
+    from commentclf.profiles import apply_profile, load_profile, set_param_args
+
+    apply_profile(profile)  # fail here, with the bad key named, rather than inside a stage
+    cmd = [sys.executable, "-m", "dvc", "exp", "run", mode, *set_param_args(load_profile(profile)), *(extra or [])]
+    console.print("[dim]" + " ".join(cmd[1:]) + "[/]")
+    raise typer.Exit(subprocess.call(cmd))
+
+
+@app.command()
+@user_errors_exit
+def predict(
+    text: str = typer.Argument(None, help="a comment to classify"),
+    input: Path = typer.Option(None, "--input", help="CSV or parquet file to label"),
+    output: Path = typer.Option(None, "--output", help="where to write the labelled CSV"),
+    text_column: str = typer.Option("text", help="text column of --input"),
+    model: Path = typer.Option(Path("models/onnx/int8"), help="ONNX student folder"),
+    params: Path = typer.Option(Path("params.yaml"), help="for the student's prefix and max_length"),
+    batch_size: int = typer.Option(64, min=1),
+) -> None:
+    """Label one text, or a file in batches, with the int8 ONNX student."""
+    from rich.progress import track
+
+    from commentclf.data import DataError, read_table
+    from commentclf.onnx_export import OnnxClassifier
+
+    if (text is None) == (input is None):
+        raise DataError("give either a TEXT argument or --input FILE (with --output FILE)")
+    cfg = load_params(params)
+    if not model.is_dir():
+        raise DataError(f"{model}: no ONNX student here; run `dvc repro onnx_export` first")
+    clf = OnnxClassifier(model, max_length=cfg.student.max_length, prefix=cfg.student.prefix)
+    if text is not None:
+        if not text.strip():
+            raise DataError("the text is empty")
+        p = clf.predict_proba([text])[0]
+        console.print(
+            f"[bold]{clf.labels[int(p.argmax())]}[/]  "
+            + "  ".join(f"{label}={x:.3f}" for label, x in zip(clf.labels, p))
+        )
+        return
+    if output is None:
+        raise DataError("--input needs --output")
+    df = read_table(input)
+    if text_column not in df.columns:
+        raise DataError(f"{input}: missing column {text_column!r} (columns found: {list(df.columns)})")
+    texts = df[text_column].fillna("").astype(str).tolist()
+    blank = [i for i, t in enumerate(texts) if not t.strip()]
+    probs = []
+    for start in track(range(0, len(texts), batch_size), description=f"labelling {len(texts)} rows"):
+        probs.append(clf.predict_proba([t if t.strip() else "." for t in texts[start : start + batch_size]]))
+    proba = np.concatenate(probs) if probs else np.zeros((0, len(clf.labels)))
+    df["label"] = [clf.labels[i] for i in proba.argmax(1)]
+    for j, label in enumerate(clf.labels):
+        df[f"score_{label}"] = proba[:, j]
+    df.loc[blank, "label"] = None  # an empty text gets no label, not a guess
+    df.to_csv(output, index=False)
+    console.print(f"wrote {output}: {len(df)} rows ({len(blank)} empty texts left unlabelled)")
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model: Path = Path("models/onnx/int8"),
+    params: Path = Path("params.yaml"),
+) -> None:
+    """Serve the int8 ONNX student over HTTP (FastAPI + uvicorn, the `serve` extra)."""
+    import uvicorn
+
+    from commentclf.serve import create_app
+
+    cfg = load_params(params)
+    uvicorn.run(create_app(model, cfg.student.max_length, cfg.student.prefix), host=host, port=port)
 
 
 @app.command()

@@ -66,6 +66,178 @@ class AssetsConfig(Section):
     `builtin:gemma-3-270m` are rebuilt from GGUF wheels; a local folder or hub id passes through."""
 
 
+class SetFitConfig(Section):
+    body: str | None = None
+    """Sentence-transformer body; null = the `assets` encoder. GPU profile: a hub id such as
+    sentence-transformers/paraphrase-multilingual-mpnet-base-v2."""
+    prefix: str = "query: "
+    """Prepended to every text (e5 models expect "query: "; use "" for other bodies)."""
+    max_steps: int = Field(default=100, gt=0)
+    """Contrastive training steps of the body (pairs are oversampled per label)."""
+    batch_size: int = Field(default=16, gt=0)
+    """Pairs per step."""
+    body_lr: float = Field(default=2e-5, gt=0)
+    """Learning rate of the body."""
+    freeze_embeddings: bool = True
+    """Freeze the word-embedding table (250k x 384 for e5): a few hundred pairs cannot train it, and
+    updating it dominates the CPU time of a step."""
+    head_c: list[float] = Field(default=[0.1, 1.0, 10.0], min_length=1)
+    """Inverse regularisation strengths tried for the class-balanced LogisticRegression head; the best on
+    dev macro-F1 is kept."""
+    max_length: int = Field(default=256, gt=8)
+    """Token limit of the body's inputs."""
+
+
+class SynthConfig(Section):
+    generator: str | None = None
+    """Instruct LLM that writes the comments; null = the `assets` LLM. GPU profile:
+    teknium/OpenHermes-2.5-Mistral-7B."""
+    n_per_class: int = Field(default=8, ge=0)
+    """Comments requested per label (each from one real train example, cycling through them)."""
+    temperature: float = Field(default=0.8, gt=0)
+    """Sampling temperature."""
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    """Nucleus sampling."""
+    max_new_tokens: int = Field(default=160, gt=0)
+    """Generation budget; an answer cut by it is counted as truncated."""
+    batch_size: int = Field(default=4, gt=0)
+    """Prompts generated together."""
+    min_chars: int = Field(default=20, ge=1)
+    """Shorter generated texts are dropped (counted)."""
+    max_chars: int = Field(default=1200, ge=1)
+    """Longer generated texts are dropped (counted)."""
+    max_example_similarity: float = Field(default=0.95, gt=0, le=1)
+    """Embedding cosine with the prompt's example above which a text is a near-copy (dropped)."""
+    max_duplicate_similarity: float = Field(default=0.97, gt=0, le=1)
+    """Embedding cosine with an already kept synthetic or any seed text above which it is a duplicate."""
+    label_check: bool = False
+    """Also drop texts that the SetFit model assigns to another label."""
+
+
+class LLMConfig(Section):
+    model: str | None = None
+    """Causal LM to fine-tune; null = the `assets` LLM. GPU profile: unsloth/mistral-7b-bnb-4bit."""
+    backend: Literal["auto", "unsloth", "peft"] = "auto"
+    """`auto`: unsloth where CUDA and the gpu extra exist, else peft + trl."""
+    quantize: Literal["none", "4bit"] = "none"
+    """`4bit`: QLoRA (NF4 weights through bitsandbytes, or unsloth's 4-bit loader)."""
+    use_synthetic: bool = False
+    """Add the kept synthetic comments to the training rows."""
+    balance: bool = True
+    """Oversample every label to the size of the largest in the training rows."""
+    lora_r: int = Field(default=16, gt=0)
+    """LoRA rank."""
+    lora_alpha: int = Field(default=32, gt=0)
+    """LoRA scaling numerator."""
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    """Dropout on the LoRA path."""
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    """Linear layers that get adapters (attention + MLP projections, as in the original)."""
+    lr: float = Field(default=5e-4, gt=0)
+    """Peak learning rate (linear warm-up then decay)."""
+    epochs: float = Field(default=2, gt=0)
+    """Passes over the training rows."""
+    batch_size: int = Field(default=8, gt=0)
+    """Rows per device step."""
+    grad_accum: int = Field(default=1, gt=0)
+    """Steps accumulated per optimiser update."""
+    warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
+    """Share of the updates spent warming up."""
+    max_length: int = Field(default=512, gt=32)
+    """Token limit of prompt + answer; longer comments are cut (their start is kept)."""
+    max_new_tokens: int = Field(default=16, gt=0)
+    """Generation budget of `generate` mode (the answer is ~10 tokens)."""
+    predict_batch_size: int = Field(default=8, gt=0)
+    """Comments per forward pass when predicting (both modes)."""
+    fallback_label: str | None = None
+    """Label given when a generated answer cannot be parsed; null = the most frequent training label."""
+
+
+class LabelConfig(Section):
+    max_pool: int = Field(default=1000, ge=1)
+    """At most this many pool comments are labelled (the first by id, a stable pseudo-random order)."""
+    rule: Literal["gate", "soft"] = "soft"
+    """`gate` (the original): keep SetFit's answer when it is `gate_label`, else take the LLM's.
+    `soft`: weighted mean of the two probability vectors, weight chosen on dev."""
+    gate_label: str
+    """The "no stance" label that SetFit is trusted with under the gate rule."""
+    soft_weights: list[float] = Field(default=[0.0, 0.25, 0.5, 0.75, 1.0], min_length=1)
+    """Weights of the LLM in the soft rule tried on dev (0 = SetFit only, 1 = LLM only)."""
+    select_on: Literal["macro_f1", "minority_f1"] = "macro_f1"
+    """Dev metric that picks the soft weight."""
+    calibrate: bool = True
+    """Temperature-scale each model's probabilities on dev before combining them, so that the soft weights
+    and the confidence floor compare numbers on one scale."""
+    confidence_floor: float = Field(default=0.5, ge=0, le=1)
+    """Pseudo-labels whose ensemble probability is below this are not kept for the student."""
+    gold: str | None = None
+    """Optional labelled file covering pool texts (e.g. RUW labeled.csv), used only to report the accuracy
+    of the pseudo-labels; never for training or selection."""
+
+
+class StudentConfig(Section):
+    body: str | None = None
+    """Encoder to distil into; null = the `assets` encoder. GPU profile: intfloat/multilingual-e5-base."""
+    mode: Literal["finetune", "head"] = "finetune"
+    """`finetune`: the whole encoder + head, class-weighted cross-entropy. `head`: frozen embeddings +
+    LogisticRegression (fast baseline), saved as the same kind of model."""
+    head: Literal["mean", "cls"] = "mean"
+    """`mean`: mean-pooling head (e5 has no pooler weights). `cls`: AutoModelForSequenceClassification's
+    CLS + randomly initialised pooler, for comparison."""
+    compare_heads: bool = False
+    """Also train the other head and the frozen-embedding baseline, and report all on dev (slower)."""
+    prefix: str = "query: "
+    """Prepended to every text (e5 expects "query: ")."""
+    use_pseudo: bool = True
+    """Train on the kept pseudo-labels of llm_label as well as the train split."""
+    pseudo_floor: float = Field(default=0.5, ge=0, le=1)
+    """Pseudo-labels below this ensemble confidence are left out (on top of label.confidence_floor)."""
+    use_synthetic: bool = False
+    """Add the kept synthetic comments."""
+    lr: float = Field(default=5e-5, gt=0)
+    """Peak learning rate (linear warm-up, linear decay)."""
+    epochs: int = Field(default=3, gt=0)
+    """Epochs; the best on dev macro-F1 is kept."""
+    batch_size: int = Field(default=16, gt=0)
+    """Rows per step."""
+    max_length: int = Field(default=128, gt=8)
+    """Token limit; longer texts are truncated (also in ONNX and serving)."""
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    """Share of the steps spent warming up."""
+    weight_decay: float = Field(default=0.01, ge=0)
+    """AdamW weight decay."""
+
+
+class OnnxConfig(Section):
+    opset: int = Field(default=18, ge=14)
+    """ONNX opset (>= 18 for BERT with this stack)."""
+    optimization_level: Literal["O1", "O2", "O3"] = "O2"
+    """ORT graph optimisation level (O4 is fp16 for GPU and not offered)."""
+    isa: Literal["auto", "avx512_vnni", "avx2"] = "auto"
+    """Instruction set the int8 kernels target; `auto` reads /proc/cpuinfo."""
+    per_channel: bool = True
+    """Per-channel weight scales (more accurate than per-tensor)."""
+    operators: list[str] = ["MatMul", "Gather"]
+    """Operators quantised to int8; Gather shrinks the 250k-row embedding table."""
+    min_fp32_agreement: float = Field(default=1.0, ge=0, le=1)
+    """Required argmax agreement of fp32 ONNX with the torch student."""
+    min_int8_agreement: float = Field(default=0.98, ge=0, le=1)
+    """Required argmax agreement of int8 ONNX with the torch student."""
+    parity_pool_rows: int = Field(default=300, ge=0)
+    """Pool texts added to dev for the agreement check (agreement needs no labels; more rows, steadier)."""
+
+
+class BenchmarkConfig(Section):
+    latency_runs: int = Field(default=50, gt=0)
+    """Batch-1 calls timed per model and thread setting (after warm-up), on real test texts."""
+    llm_latency_runs: int = Field(default=10, gt=0)
+    """The same for the LLM and the ensemble (each call takes ~0.1-1 s on CPU)."""
+    throughput_batch: int = Field(default=32, gt=0)
+    """Batch size of the throughput measurement."""
+    bootstrap: int = Field(default=1000, ge=100)
+    """Bootstrap resamples of the test set for the 95 % intervals."""
+
+
 class Params(Section):
     seed: int = 42
     """Global seed (torch, numpy, python) for every stage that samples."""
@@ -76,8 +248,18 @@ class Params(Section):
     minority_label: str
     """The rare label that matters most; reported separately (F1, confidence interval) everywhere."""
     data: DataConfig
+    context: str = "Reader comments on news articles."
+    """One neutral sentence on where the comments come from; the LLM prompts start with it."""
     split: SplitConfig = SplitConfig()
     assets: AssetsConfig = AssetsConfig()
+    setfit: SetFitConfig = SetFitConfig()
+    synth: SynthConfig = SynthConfig()
+    llm: LLMConfig = LLMConfig()
+    student: StudentConfig = StudentConfig()
+    onnx: OnnxConfig = OnnxConfig()
+    benchmark: BenchmarkConfig = BenchmarkConfig()
+    label: LabelConfig | None = None
+    """Ensemble labelling of the pool; required by the llm_label stage (gate_label has no default)."""
 
     @model_validator(mode="after")
     def _check_labels(self) -> Params:
@@ -86,6 +268,10 @@ class Params(Section):
             raise ValueError(f"labels: duplicate label names in {names}")
         if self.minority_label not in names:
             raise ValueError(f"minority_label: {self.minority_label!r} is not one of the labels {names}")
+        if self.llm.fallback_label is not None and self.llm.fallback_label not in names:
+            raise ValueError(f"llm.fallback_label: {self.llm.fallback_label!r} is not one of the labels {names}")
+        if self.label is not None and self.label.gate_label not in names:
+            raise ValueError(f"label.gate_label: {self.label.gate_label!r} is not one of the labels {names}")
         return self
 
     @property

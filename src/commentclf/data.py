@@ -51,12 +51,20 @@ def read_table(path: str | Path) -> pd.DataFrame:
             # keep_default_na=False: a comment that reads "NA" or "null" is text, not a missing value.
             # skip_blank_lines=False: in a one-column file a whitespace-only comment is a blank line, and
             # pandas would drop it without a trace; here it becomes an empty text, dropped and counted.
-            df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str,
-                             keep_default_na=False, skip_blank_lines=False, encoding="utf-8-sig")
+            df = pd.read_csv(
+                path,
+                sep="\t" if suffix == ".tsv" else ",",
+                dtype=str,
+                keep_default_na=False,
+                skip_blank_lines=False,
+                encoding="utf-8-sig",
+            )
         else:
             raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv, .tsv or .parquet)")
     except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not valid UTF-8 (byte {err.start}: {err.reason}); re-save the file as UTF-8") from None
+        raise DataError(
+            f"{path}: not valid UTF-8 (byte {err.start}: {err.reason}); re-save the file as UTF-8"
+        ) from None
     except pd.errors.ParserError as err:
         raise DataError(f"{path}: malformed CSV: {err}") from None
     except DataError:
@@ -69,8 +77,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def _require_columns(df: pd.DataFrame, path: str | Path, columns: list[str]) -> None:
     for col in columns:
         if col not in df.columns:
-            raise DataError(f"{path}: missing column {col!r} (columns found: {list(df.columns)}); "
-                            "set data.text_column / data.label_column in params.yaml")
+            raise DataError(
+                f"{path}: missing column {col!r} (columns found: {list(df.columns)}); "
+                "set data.text_column / data.label_column in params.yaml"
+            )
 
 
 @dataclass
@@ -147,8 +157,9 @@ def load_pool(path: str | Path, cfg: DataConfig, exclude: set[str]) -> tuple[pd.
     return out.reset_index(drop=True), report
 
 
-def stratified_split(df: pd.DataFrame, fractions: dict[str, float], seed: int,
-                     min_per_label: int) -> dict[str, pd.DataFrame]:
+def stratified_split(
+    df: pd.DataFrame, fractions: dict[str, float], seed: int, min_per_label: int
+) -> dict[str, pd.DataFrame]:
     """Split per label so every label is represented in every split (at least one row each).
 
     `fractions` maps split name -> share; the first split takes the remainder. Per-label rounding keeps
@@ -159,8 +170,10 @@ def stratified_split(df: pd.DataFrame, fractions: dict[str, float], seed: int,
     too_few = counts[counts < min_per_label]
     if len(too_few):
         detail = ", ".join(f"{label!r} has {n}" for label, n in too_few.items())
-        raise DataError(f"too few labelled rows to split ({detail}; each label needs at least "
-                        f"{min_per_label} for {', '.join(names)}). Label more rows or lower split.min_per_label.")
+        raise DataError(
+            f"too few labelled rows to split ({detail}; each label needs at least "
+            f"{min_per_label} for {', '.join(names)}). Label more rows or lower split.min_per_label."
+        )
     rng = np.random.default_rng(seed)
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
     for label in sorted(counts.index):
@@ -209,8 +222,9 @@ def build_splits(data: DataConfig, split: SplitConfig, labels: list[str]) -> Spl
         labeled = labeled[~leak]
         lab_report.kept = len(labeled)
         dev_share = split.dev_frac
-        parts = stratified_split(labeled, {"train": 1 - dev_share, "dev": dev_share}, split.seed,
-                                 max(2, split.min_per_label - 1))
+        parts = stratified_split(
+            labeled, {"train": 1 - dev_share, "dev": dev_share}, split.seed, max(2, split.min_per_label - 1)
+        )
         parts["test"] = test.sort_values("id").reset_index(drop=True)
     else:
         if split.test_frac <= 0:

@@ -23,9 +23,25 @@ def _macro_f1(y_pred, y_true) -> dict:
     return {"macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
 
 
-def train_setfit(body: str, train_texts: list[str], train_labels: list[str], dev_texts: list[str],
-                 dev_labels: list[str], labels: list[str], minority: str, *, prefix: str, max_steps: int, batch_size: int,
-                 body_lr: float, head_c: list[float], max_length: int, seed: int, out_dir: Path):
+def train_setfit(
+    body: str,
+    train_texts: list[str],
+    train_labels: list[str],
+    dev_texts: list[str],
+    dev_labels: list[str],
+    labels: list[str],
+    minority: str,
+    *,
+    prefix: str,
+    max_steps: int,
+    batch_size: int,
+    body_lr: float,
+    head_c: list[float],
+    max_length: int,
+    seed: int,
+    out_dir: Path,
+    freeze_embeddings: bool = True,
+):
     """Train body + head, choose the head's C on dev macro-F1, save to `out_dir`. Returns (model, dev report)."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
@@ -33,16 +49,26 @@ def train_setfit(body: str, train_texts: list[str], train_labels: list[str], dev
     from sklearn.metrics import f1_score
 
     model = SetFitModel.from_pretrained(
-        body, labels=labels, head_params={"class_weight": "balanced", "max_iter": 2000}, device="cpu")
+        body, labels=labels, head_params={"class_weight": "balanced", "max_iter": 2000}, device="cpu"
+    )
+    if freeze_embeddings:
+        model.model_body[0].auto_model.get_input_embeddings().requires_grad_(False)
     # Labels as indices into `labels`, so predict_proba's columns follow the params' label order.
     y_train = [labels.index(label) for label in train_labels]
     y_dev = [labels.index(label) for label in dev_labels]
     train_ds = Dataset.from_dict({"text": [prefix + t for t in train_texts], "label": y_train})
     dev_ds = Dataset.from_dict({"text": [prefix + t for t in dev_texts], "label": y_dev})
     args = TrainingArguments(
-        output_dir=str(out_dir / "_checkpoints"), batch_size=batch_size, max_steps=max_steps,
-        body_learning_rate=body_lr, max_length=max_length, seed=seed, report_to="none",
-        save_strategy="no", show_progress_bar=False, logging_steps=max(1, max_steps // 5),
+        output_dir=str(out_dir / "_checkpoints"),
+        batch_size=batch_size,
+        max_steps=max_steps,
+        body_learning_rate=body_lr,
+        max_length=max_length,
+        seed=seed,
+        report_to="none",
+        save_strategy="no",
+        show_progress_bar=False,
+        logging_steps=max(1, max_steps // 5),
     )
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds, metric=_macro_f1)
     trainer.train()

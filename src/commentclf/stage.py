@@ -12,9 +12,11 @@ from rich.console import Console
 from commentclf.assets import AssetError
 from commentclf.config import ParamsError
 from commentclf.data import DataError
+from commentclf.llm import LLMError
+from commentclf.onnx_export import ParityError
 
 console = Console(stderr=True)
-USER_ERRORS = (ParamsError, DataError, AssetError)
+USER_ERRORS = (ParamsError, DataError, AssetError, LLMError, ParityError)
 
 
 def user_errors_exit(fn: Callable) -> Callable:

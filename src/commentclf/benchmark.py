@@ -1,0 +1,162 @@
+"""Measurement helpers of the benchmark stage: bootstrap intervals, latency, throughput, hardware, report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from commentclf.metrics import classification_report
+
+
+def bootstrap_ci(
+    y_true: list[str], y_pred: list[str], labels: list[str], minority: str, n: int, seed: int
+) -> tuple[list[float], list[float]]:
+    """95 % percentile intervals of macro-F1 and minority-class F1 over `n` resamples of the test set."""
+    rng = np.random.default_rng(seed)
+    t, p = np.array(y_true), np.array(y_pred)
+    macro, minority_f1 = [], []
+    for _ in range(n):
+        idx = rng.integers(0, len(t), len(t))
+        macro.append(f1_score(t[idx], p[idx], labels=labels, average="macro", zero_division=0))
+        minority_f1.append(f1_score(t[idx], p[idx], labels=[minority], average="macro", zero_division=0))
+    q = lambda xs: [float(np.percentile(xs, 2.5)), float(np.percentile(xs, 97.5))]  # noqa: E731
+    return q(macro), q(minority_f1)
+
+
+def latency_ms(
+    predict_one: Callable[[str], object], texts: list[str], runs: int, warmup: int = 3
+) -> tuple[float, float]:
+    """p50 and p95 of single-text calls on real texts, after `warmup` untimed calls."""
+    for text in texts[:warmup]:
+        predict_one(text)
+    times = []
+    for i in range(runs):
+        text = texts[i % len(texts)]
+        start = time.perf_counter()
+        predict_one(text)
+        times.append(1000 * (time.perf_counter() - start))
+    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+
+
+def throughput(predict_many: Callable[[list[str]], object], texts: list[str], batch: int) -> float:
+    """Texts per second over at least one batch (repeating texts if there are fewer than a batch)."""
+    sample = (texts * (batch // max(1, len(texts)) + 1))[: max(batch, len(texts))]
+    predict_many(sample[:batch])  # warm-up
+    start = time.perf_counter()
+    for i in range(0, len(sample), batch):
+        predict_many(sample[i : i + batch])
+    return len(sample) / (time.perf_counter() - start)
+
+
+def hardware() -> dict:
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import onnxruntime
+    import torch
+
+    return {
+        "cpu": model,
+        "logical_cores": os.cpu_count(),
+        "all_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def dir_mb(*paths: str | Path) -> float | None:
+    """Size on disk in MB; None when a model is a hub id with no local folder to measure."""
+    total = 0
+    for path in map(Path, paths):
+        if not path.exists():
+            return None
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        total += sum(p.stat().st_size for p in files)
+    return round(total / 2**20, 1)
+
+
+def model_entry(
+    gold: list[str],
+    pred: list[str],
+    labels: list[str],
+    minority: str,
+    n_boot: int,
+    seed: int,
+    latency: dict,
+    throughput_per_s: float,
+    size_mb: float,
+) -> dict:
+    r = classification_report(gold, pred, labels, minority)
+    macro_ci, minority_ci = bootstrap_ci(gold, pred, labels, minority, n_boot, seed)
+    return {
+        "accuracy": r["accuracy"],
+        "macro_f1": r["macro_f1"],
+        "macro_f1_ci": macro_ci,
+        "minority_f1": r["minority_f1"],
+        "minority_f1_ci": minority_ci,
+        "f1": r["f1"],
+        "precision": r["precision"],
+        "recall": r["recall"],
+        "latency_ms": latency,
+        "throughput_per_s": throughput_per_s,
+        "size_mb": size_mb,
+    }
+
+
+def markdown(report: dict, labels: list[str], minority: str) -> str:
+    hw = report["hardware"]
+    lines = [
+        f"# Benchmark on the test split ({report['test_size']} comments)",
+        "",
+        f"Hardware: {hw['cpu']}, {hw['logical_cores']} logical cores; torch {hw['torch']}, onnxruntime "
+        f"{hw['onnxruntime']}. Latency: one comment per call (batch 1), p50/p95 over real test texts "
+        f"(mean {hw['text_chars']:.0f} characters) after warm-up, with 1 thread and with all "
+        f"{hw['all_threads']} threads; throughput at batch {hw['throughput_batch']} with all threads. "
+        f"Intervals: 95 % bootstrap ({hw['bootstrap']} resamples).",
+        "",
+        f"| model | accuracy | macro-F1 [95 % CI] | {minority} F1 [95 % CI] | p50 / p95 ms, 1 thread | "
+        "p50 / p95 ms, all threads | comments/s (batch) | size MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in report["models"].items():
+        lat = m["latency_ms"]
+        size = "n/a" if m["size_mb"] is None else f"{m['size_mb']:.1f}"
+        lines.append(
+            f"| {name} | {m['accuracy']:.3f} "
+            f"| {m['macro_f1']:.3f} [{m['macro_f1_ci'][0]:.2f}, {m['macro_f1_ci'][1]:.2f}] "
+            f"| {m['minority_f1']:.3f} [{m['minority_f1_ci'][0]:.2f}, {m['minority_f1_ci'][1]:.2f}] "
+            f"| {lat['p50_bs1_1t']:.1f} / {lat['p95_bs1_1t']:.1f} | {lat['p50_bs1']:.1f} / {lat['p95_bs1']:.1f} "
+            f"| {m['throughput_per_s']:.1f} | {size} |"
+        )
+    lines += ["", "Per-class F1:", "", "| model | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for name, m in report["models"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{m['f1'][label]:.3f}" for label in labels) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def confusion_png(gold: list[str], pred: list[str], labels: list[str], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ConfusionMatrixDisplay.from_predictions(gold, pred, labels=labels, ax=ax, colorbar=False, xticks_rotation=30)
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

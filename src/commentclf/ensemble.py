@@ -1,0 +1,66 @@
+"""Combine SetFit and LLM probabilities into pseudo-labels.
+
+* `gate` (the original rule): if SetFit says the no-stance label, keep it; otherwise take the LLM's label.
+  Confidence = the probability, under the model that decided, of the label it chose.
+* `soft`: p = (1 - w) * p_setfit + w * p_llm; the weight w is chosen on dev (`choose_weight`).
+Both return (label indices, confidence); a confidence floor then decides which pseudo-labels are kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from commentclf.metrics import classification_report
+
+
+def gate(p_setfit: np.ndarray, p_llm: np.ndarray, gate_index: int) -> tuple[np.ndarray, np.ndarray]:
+    s_arg, l_arg = p_setfit.argmax(1), p_llm.argmax(1)
+    rows = np.arange(len(p_setfit))
+    trust_setfit = s_arg == gate_index
+    pred = np.where(trust_setfit, gate_index, l_arg)
+    conf = np.where(trust_setfit, p_setfit[rows, s_arg], p_llm[rows, l_arg])
+    return pred, conf
+
+
+def soft(p_setfit: np.ndarray, p_llm: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
+    p = (1 - weight) * p_setfit + weight * p_llm
+    return p.argmax(1), p.max(1)
+
+
+def choose_weight(
+    p_setfit, p_llm, gold: list[str], labels: list[str], minority: str, weights: list[float], select_on: str
+) -> tuple[float, dict]:
+    """The LLM weight with the best dev metric (ties: the smaller weight, i.e. the cheaper model)."""
+    scores = {}
+    for w in weights:
+        pred, _ = soft(p_setfit, p_llm, w)
+        scores[w] = classification_report(gold, [labels[i] for i in pred], labels, minority)[select_on]
+    best = max(weights, key=lambda w: (scores[w], -w))
+    return best, scores
+
+
+def fit_temperature(p: np.ndarray, gold_index: np.ndarray, grid: np.ndarray | None = None) -> float:
+    """Temperature T minimising the dev negative log-likelihood of softmax(log p / T) (temperature scaling).
+
+    SetFit's logistic head on normalised embeddings gives flat probabilities (a correct pro_russia call at
+    0.45) while the LLM's can be overconfident; without calibration a confidence floor or a weighted mean
+    compares numbers on different scales.
+    """
+    grid = np.exp(np.linspace(np.log(0.05), np.log(5.0), 200)) if grid is None else grid
+    logp = np.log(np.clip(p, 1e-12, 1.0))
+    rows = np.arange(len(p))
+    best_t, best_nll = 1.0, np.inf
+    for t in grid:
+        z = logp / t
+        z -= z.max(1, keepdims=True)
+        nll = -(z[rows, gold_index] - np.log(np.exp(z).sum(1))).mean()
+        if nll < best_nll:
+            best_t, best_nll = float(t), nll
+    return best_t
+
+
+def apply_temperature(p: np.ndarray, t: float) -> np.ndarray:
+    z = np.log(np.clip(p, 1e-12, 1.0)) / t
+    z -= z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)

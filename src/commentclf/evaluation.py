@@ -1,0 +1,44 @@
+"""Evaluate the LLM classifier in both prediction modes on labelled rows."""
+
+from __future__ import annotations
+
+import time
+
+from commentclf.llm import LLMClassifier
+from commentclf.metrics import classification_report
+
+
+def evaluate_llm(
+    clf: LLMClassifier,
+    texts: list[str],
+    gold: list[str],
+    minority: str,
+    fallback_label: str,
+    batch_size: int,
+    max_new_tokens: int,
+) -> dict:
+    labels = clf.labels
+    start = time.perf_counter()
+    gen_labels, statuses = clf.predict_generate(texts, fallback_label, batch_size, max_new_tokens)
+    gen_ms = 1000 * (time.perf_counter() - start) / max(1, len(texts))
+    start = time.perf_counter()
+    proba = clf.score(texts, batch_size)
+    score_ms = 1000 * (time.perf_counter() - start) / max(1, len(texts))
+    score_labels = [labels[i] for i in proba.argmax(1)]
+    parsed = [i for i, s in enumerate(statuses) if s == "ok"]
+    agree = sum(gen_labels[i] == score_labels[i] for i in parsed)
+    return {
+        "generate": classification_report(gold, gen_labels, labels, minority),
+        "score": classification_report(gold, score_labels, labels, minority),
+        "parse": {
+            "ok": statuses.count("ok"),
+            "recovered": statuses.count("recovered"),
+            "failed": statuses.count("failed"),
+            "failure_rate": (len(statuses) - statuses.count("ok")) / max(1, len(statuses)),
+            "fallback_label": fallback_label,
+        },
+        "score_generate_agreement": agree / len(parsed) if parsed else None,
+        "agreement_rows": len(parsed),
+        "ms_per_comment": {"generate": round(gen_ms, 1), "score": round(score_ms, 1)},
+        "speedup_score_vs_generate": gen_ms / score_ms if score_ms else None,
+    }

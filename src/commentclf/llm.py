@@ -1,0 +1,444 @@
+"""The LLM classifier: LoRA/QLoRA fine-tuning of a causal LM that answers `{"label": "<name>"}`, and its two
+prediction modes.
+
+* `generate` — greedy decoding, parsed by `parsing.parse_label` (never raises); a failed parse falls back to
+  `fallback_label` (by default the most frequent training label) and is counted.
+* `score`    — one forward pass per comment that reads the log-probability of every label's whole answer
+  (`{"label": "x"}` + eos) and normalises them into a distribution. The instruction prefix is the same for
+  every comment, so its key/value cache is computed once and reused; the label answers, which share their
+  first tokens, are packed as branches after the comment behind a tree-shaped attention mask.
+
+Backends: `unsloth` (CUDA + the `gpu` extra; 4-bit QLoRA as in the original) or `peft` (peft + trl on CPU
+or GPU; fp32/bf16 LoRA, or QLoRA through bitsandbytes with `quantize: 4bit`). `auto` picks unsloth only
+where it can run. Only the adapter is saved.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from commentclf.parsing import parse_label
+from commentclf.prompts import ClassificationPrompt, label_completion
+
+log = logging.getLogger(__name__)
+
+
+class LLMError(RuntimeError):
+    """The LLM stage cannot run as configured."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Backend choice
+# --------------------------------------------------------------------------------------------------
+
+
+def choose_backend(requested: str, cuda: bool | None = None, unsloth_installed: bool | None = None) -> str:
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    if unsloth_installed is None:
+        unsloth_installed = importlib.util.find_spec("unsloth") is not None
+    if requested == "auto":
+        return "unsloth" if cuda and unsloth_installed else "peft"
+    if requested == "unsloth" and not cuda:
+        raise LLMError("llm.backend=unsloth needs a CUDA GPU; use backend: peft (or auto) on CPU")
+    if requested == "unsloth" and not unsloth_installed:
+        raise LLMError("llm.backend=unsloth needs the gpu extra: pip install -e '.[gpu]' (CUDA hosts only)")
+    return requested
+
+
+def import_unsloth_first() -> None:
+    """unsloth patches transformers, trl and peft: it must be imported before any of them."""
+    import unsloth  # noqa: F401
+
+
+# --------------------------------------------------------------------------------------------------
+# Tokenised prompts: the same token ids for training, generate and score
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PromptTokens:
+    prefix: list[int]
+    suffix: list[int]
+    answers: dict[str, list[int]]  # label -> answer ids, eos included
+    max_length: int
+
+    @classmethod
+    def build(cls, tokenizer, prompt: ClassificationPrompt, labels: list[str], max_length: int) -> PromptTokens:
+        prefix = tokenizer(prompt.prefix)["input_ids"]  # with the tokenizer's own leading special token, if any
+        suffix = tokenizer(prompt.suffix, add_special_tokens=False)["input_ids"]
+        answers = {
+            name: tokenizer(label_completion(name), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            for name in labels
+        }
+        longest = max(map(len, answers.values()))
+        if len(prefix) + len(suffix) + longest + 8 > max_length:
+            raise LLMError(
+                f"llm.max_length={max_length} leaves no room for the comment: the instruction alone "
+                f"takes {len(prefix) + len(suffix) + longest} tokens"
+            )
+        return cls(prefix, suffix, answers, max_length)
+
+    def comment(self, tokenizer, text: str) -> list[int]:
+        """Comment ids, cut so that prompt + longest answer fit max_length (long comments keep their start)."""
+        budget = self.max_length - len(self.prefix) - len(self.suffix) - max(map(len, self.answers.values()))
+        return tokenizer(text, add_special_tokens=False)["input_ids"][:budget]
+
+    def prompt(self, tokenizer, text: str) -> list[int]:
+        return self.prefix + self.comment(tokenizer, text) + self.suffix
+
+
+def training_rows(tokenizer, tokens: PromptTokens, texts: list[str], labels: list[str]) -> list[dict]:
+    """Pre-tokenised prompt/completion rows: trl trains on the completion only (completion_mask)."""
+    rows = []
+    for text, label in zip(texts, labels):
+        prompt = tokens.prompt(tokenizer, text)
+        answer = tokens.answers[label]
+        rows.append({"input_ids": prompt + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)})
+    return rows
+
+
+def balance(texts: list[str], labels: list[str], seed: int) -> tuple[list[str], list[str]]:
+    """Oversample every label to the size of the largest, so the rare label weighs as much in the loss."""
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    target = max(map(len, by_label.values()))
+    idx: list[int] = []
+    for members in by_label.values():
+        idx += members + list(rng.choice(members, target - len(members), replace=True))
+    idx = list(rng.permutation(idx))
+    return [texts[i] for i in idx], [labels[i] for i in idx]
+
+
+# --------------------------------------------------------------------------------------------------
+# Fine-tuning
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainSettings:
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    target_modules: list[str]
+    lr: float
+    epochs: float
+    batch_size: int
+    grad_accum: int
+    max_length: int
+    warmup_ratio: float
+    quantize: str
+    seed: int
+
+
+def load_base(model_name: str, backend: str, quantize: str, max_length: int):
+    """(model, tokenizer) ready for LoRA: fp32 on CPU, bf16 on GPU, 4-bit NF4 for QLoRA."""
+    import torch
+
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name, max_seq_length=max_length, load_in_4bit=quantize == "4bit", dtype=None
+        )
+        return model, tokenizer
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(model_name)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    cuda = torch.cuda.is_available()
+    kwargs = {"dtype": torch.bfloat16 if cuda else torch.float32}
+    if quantize == "4bit":
+        # compute dtype bf16 for both the weights and the compute, else generate() fails on mixed dtypes.
+        kwargs = {
+            "dtype": torch.bfloat16,
+            "quantization_config": BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+            ),
+        }
+    model = AutoModelForCausalLM.from_pretrained(model_name, **kwargs)
+    if cuda and quantize != "4bit":
+        model = model.to("cuda")
+    return model, tokenizer
+
+
+def finetune(
+    model_name: str,
+    backend: str,
+    texts: list[str],
+    labels: list[str],
+    label_names: list[str],
+    prompt: ClassificationPrompt,
+    s: TrainSettings,
+    out_dir: Path,
+) -> dict:
+    """Train a LoRA adapter on (text, label) and save the adapter (never a merged model) to `out_dir`."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    model, tokenizer = load_base(model_name, backend, s.quantize, s.max_length)
+    tokens = PromptTokens.build(tokenizer, prompt, label_names, s.max_length)
+    dataset = Dataset.from_list(training_rows(tokenizer, tokens, texts, labels))
+
+    peft_config = None
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        model = FastLanguageModel.get_peft_model(
+            model,
+            r=s.lora_r,
+            lora_alpha=s.lora_alpha,
+            lora_dropout=s.lora_dropout,
+            target_modules=s.target_modules,
+            bias="none",
+            use_gradient_checkpointing=False,
+            random_state=s.seed,
+        )
+    else:
+        from peft import LoraConfig, prepare_model_for_kbit_training
+
+        if s.quantize == "4bit":
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        peft_config = LoraConfig(
+            r=s.lora_r,
+            lora_alpha=s.lora_alpha,
+            lora_dropout=s.lora_dropout,
+            target_modules=s.target_modules,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+    cuda = torch.cuda.is_available()
+    args = SFTConfig(
+        output_dir=str(out_dir / "_trainer"),
+        num_train_epochs=s.epochs,
+        learning_rate=s.lr,
+        per_device_train_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.grad_accum,
+        warmup_ratio=s.warmup_ratio,
+        lr_scheduler_type="linear",
+        max_length=s.max_length,
+        completion_only_loss=True,
+        seed=s.seed,
+        data_seed=s.seed,
+        logging_steps=5,
+        save_strategy="no",
+        report_to=[],
+        bf16=cuda,
+        use_cpu=not cuda,
+        gradient_checkpointing=False,  # trl defaults to True, which halves speed on small models
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+    )
+    start = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - start
+    trainer.model.save_pretrained(str(out_dir))  # a PeftModel saves the adapter only
+    tokenizer.save_pretrained(str(out_dir))
+    (out_dir / "commentclf.json").write_text(
+        json.dumps(
+            {
+                "base_model": model_name,
+                "labels": label_names,
+                "max_length": s.max_length,
+                "prompt_prefix": prompt.prefix,
+                "prompt_suffix": prompt.suffix,
+            },
+            ensure_ascii=False,
+            indent=2,
+        )
+    )
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {
+        "train_seconds": round(seconds, 1),
+        "train_rows": len(texts),
+        "steps": result.global_step,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Prediction
+# --------------------------------------------------------------------------------------------------
+
+
+class LLMClassifier:
+    def __init__(self, model, tokenizer, prompt: ClassificationPrompt, labels: list[str], max_length: int):
+        import torch
+
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.tokens = PromptTokens.build(tokenizer, prompt, labels, max_length)
+        self.device = next(model.parameters()).device
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._torch = torch
+        self._prefix_cache = None
+
+    @classmethod
+    def load(cls, adapter_dir: str | Path, base_model: str | None = None, quantize: str = "none"):
+        """Load base model + adapter saved by `finetune` (works for adapters trained by either backend)."""
+        from peft import PeftModel
+
+        adapter_dir = Path(adapter_dir)
+        meta = json.loads((adapter_dir / "commentclf.json").read_text())
+        model, tokenizer = load_base(base_model or meta["base_model"], "peft", quantize, meta["max_length"])
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        prompt = ClassificationPrompt(meta["prompt_prefix"], meta["prompt_suffix"])
+        return cls(model, tokenizer, prompt, meta["labels"], meta["max_length"])
+
+    # ---- generate ---------------------------------------------------------------------------------
+
+    def generate_raw(self, texts: list[str], batch_size: int = 8, max_new_tokens: int = 16) -> list[str]:
+        torch = self._torch
+        outputs: list[str] = []
+        for start in range(0, len(texts), batch_size):
+            ids = [self.tokens.prompt(self.tokenizer, t) for t in texts[start : start + batch_size]]
+            width = max(map(len, ids))
+            # left padding: every prompt ends where generation starts
+            input_ids = torch.tensor([[self.pad_id] * (width - len(x)) + x for x in ids], device=self.device)
+            mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
+            with torch.no_grad():
+                out = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=self.pad_id,
+                    eos_token_id=self.tokenizer.eos_token_id,
+                )
+            outputs += self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        return outputs
+
+    def predict_generate(
+        self, texts: list[str], fallback_label: str, batch_size: int = 8, max_new_tokens: int = 16
+    ) -> tuple[list[str], list[str]]:
+        """(labels, statuses); a failed parse becomes `fallback_label` with status 'failed'."""
+        parsed = [parse_label(o, self.labels) for o in self.generate_raw(texts, batch_size, max_new_tokens)]
+        return [p.label or fallback_label for p in parsed], [p.status for p in parsed]
+
+    # ---- score --------------------------------------------------------------------------------------
+
+    def _prefix_kv(self):
+        if self._prefix_cache is None:
+            torch = self._torch
+            ids = torch.tensor([self.tokens.prefix], device=self.device)
+            with torch.no_grad():
+                cache = self.model(input_ids=ids, use_cache=True).past_key_values
+            self._prefix_cache = [(layer.keys, layer.values) for layer in cache.layers]
+        return self._prefix_cache
+
+    def _branches(self) -> tuple[list[int], list[list[int]]]:
+        """Shared start of all answers (e.g. `{"label": "`) and each label's remaining tokens."""
+        answers = [self.tokens.answers[name] for name in self.labels]
+        common = 0
+        while all(len(a) > common + 1 for a in answers) and len({a[common] for a in answers}) == 1:
+            common += 1
+        return answers[0][:common], [a[common:] for a in answers]
+
+    def score_logprobs(self, texts: list[str], batch_size: int = 16) -> np.ndarray:
+        """(n, n_labels) total log-probability of each label's answer given prompt + comment."""
+        from transformers import DynamicCache
+
+        torch = self._torch
+        shared, branches = self._branches()
+        prefix_kv = self._prefix_kv()
+        p = len(self.tokens.prefix)
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            contexts = [self.comment_context(t) + shared for t in batch]
+            seqs, positions, masks, reads = [], [], [], []
+            for ctx in contexts:
+                seq, pos, read = list(ctx), list(range(p, p + len(ctx))), []
+                owner = [-1] * len(ctx)  # -1: context token; j: token of label j's branch
+                for j, branch in enumerate(branches):
+                    first = len(seq)
+                    seq += branch
+                    pos += list(range(p + len(ctx), p + len(ctx) + len(branch)))
+                    owner += [j] * len(branch)
+                    # logits at position q predict token q+1: the branch's first token is read at the
+                    # context's last position, the others at the previous token of the branch.
+                    read.append([len(ctx) - 1] + list(range(first, first + len(branch) - 1)))
+                n = len(seq)
+                # causal, and a branch token sees the context and its own branch only, never a sibling
+                own = torch.tensor(owner)
+                allowed = torch.ones((n, n), dtype=torch.bool).tril() & (
+                    (own[None, :] == -1) | (own[None, :] == own[:, None])
+                )
+                seqs.append(seq)
+                positions.append(pos)
+                masks.append(allowed)
+                reads.append(read)
+            width = max(map(len, seqs))
+            b = len(seqs)
+            input_ids = torch.full((b, width), self.pad_id, dtype=torch.long)
+            position_ids = torch.zeros((b, width), dtype=torch.long)
+            mask = torch.zeros((b, 1, width, p + width), dtype=torch.bool)
+            mask[:, :, :, :p] = True  # everyone sees the cached instruction prefix
+            for i, (seq, pos, allowed) in enumerate(zip(seqs, positions, masks)):
+                n = len(seq)
+                input_ids[i, :n] = torch.tensor(seq)
+                position_ids[i, :n] = torch.tensor(pos)
+                mask[i, 0, :n, p : p + n] = allowed
+            cache = DynamicCache()
+            for layer, (k, v) in enumerate(prefix_kv):
+                cache.update(k.expand(b, *k.shape[1:]).contiguous(), v.expand(b, *v.shape[1:]).contiguous(), layer)
+            with torch.no_grad():
+                logits = self.model(
+                    input_ids=input_ids.to(self.device),
+                    position_ids=position_ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    past_key_values=cache,
+                    use_cache=True,
+                    cache_position=torch.arange(p, p + width, device=self.device),
+                ).logits
+            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+            for i, read in enumerate(reads):
+                for j, (branch, at) in enumerate(zip(branches, read)):
+                    out[start + i, j] = float(logp[i, at, branch].sum())  # pairs (position, token)
+        return out
+
+    def comment_context(self, text: str) -> list[int]:
+        """The per-comment tokens that follow the cached prefix: comment + response header."""
+        return self.tokens.comment(self.tokenizer, text) + self.tokens.suffix
+
+    def score(self, texts: list[str], batch_size: int = 16) -> np.ndarray:
+        """(n, n_labels) probabilities over the labels (softmax of the answers' log-probabilities)."""
+        if not texts:
+            return np.zeros((0, len(self.labels)))
+        lp = self.score_logprobs(texts, batch_size)
+        lp -= lp.max(axis=1, keepdims=True)
+        p = np.exp(lp)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def naive_logprobs(self, text: str) -> np.ndarray:
+        """Reference for tests: each label's answer scored by its own full forward pass, no cache, no packing."""
+        torch = self._torch
+        prompt = self.tokens.prompt(self.tokenizer, text)
+        out = []
+        for name in self.labels:
+            answer = self.tokens.answers[name]
+            ids = torch.tensor([prompt + answer], device=self.device)
+            with torch.no_grad():
+                logp = torch.log_softmax(self.model(input_ids=ids).logits.float(), dim=-1)[0].cpu()
+            at = list(range(len(prompt) - 1, len(prompt) + len(answer) - 1))
+            out.append(float(logp[at, answer].sum()))
+        return np.array(out)

@@ -1,0 +1,117 @@
+"""ONNX deployment of the student: optimum export (fp32) -> ORT graph optimisation -> dynamic int8.
+
+Quantisation includes Gather: for XLM-R vocabularies most of the file is the 250k-row embedding table, and
+quantising only MatMul leaves it in fp32 (the file barely shrinks). The int8 config targets avx512_vnni
+where the CPU has it, avx2 elsewhere.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+FP32_FILE = "model.onnx"
+
+
+class ParityError(RuntimeError):
+    """An exported model disagrees with the torch student more than the bounds allow."""
+
+
+def cpu_has_avx512_vnni() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx512vnni" in flags
+
+
+def export_fp32(model, tokenizer, out_dir: Path, opset: int = 18) -> Path:
+    """optimum export of a loaded student (our MeanPoolingClassifier is a BERT to optimum's eyes)."""
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    model.eval()
+    onnx_export_from_model(model, out_dir, opset=opset, task="text-classification", do_validation=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir / FP32_FILE
+
+
+def optimize(fp32_dir: Path, out_dir: Path, level: str) -> Path:
+    from optimum.onnxruntime import ORTOptimizer
+    from optimum.onnxruntime.configuration import AutoOptimizationConfig
+
+    optimizer = ORTOptimizer.from_pretrained(fp32_dir, file_names=[FP32_FILE])
+    optimizer.optimize(AutoOptimizationConfig.with_optimization_level(level), save_dir=out_dir)
+    return out_dir / "model_optimized.onnx"
+
+
+def quantize(
+    opt_dir: Path, file_name: str, out_dir: Path, per_channel: bool, operators: list[str], isa: str = "auto"
+) -> tuple[Path, str]:
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    if isa == "auto":
+        isa = "avx512_vnni" if cpu_has_avx512_vnni() else "avx2"
+    make = AutoQuantizationConfig.avx512_vnni if isa == "avx512_vnni" else AutoQuantizationConfig.avx2
+    config = make(is_static=False, per_channel=per_channel, operators_to_quantize=operators)
+    quantizer = ORTQuantizer.from_pretrained(opt_dir, file_name=file_name)
+    quantizer.quantize(quantization_config=config, save_dir=out_dir)
+    return next(out_dir.glob("*quantized.onnx")), isa
+
+
+class OnnxClassifier:
+    """onnxruntime session + tokenizer; `predict_proba(texts)` like the torch student."""
+
+    def __init__(self, path: str | Path, threads: int | None = None, max_length: int = 512, prefix: str = "query: "):
+        import onnxruntime as ort
+        from transformers import AutoConfig, AutoTokenizer
+
+        path = Path(path)
+        folder = path.parent if path.suffix == ".onnx" else path
+        file = path if path.suffix == ".onnx" else next(p for p in sorted(folder.glob("*.onnx")))
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        config = AutoConfig.from_pretrained(folder)
+        self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        self.max_length = max_length
+        self.prefix = prefix
+        self.file = file
+
+    def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            enc = self.tokenizer(
+                [self.prefix + t for t in texts[start : start + batch_size]],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="np",
+            )
+            feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self.inputs}
+            logits = self.session.run(["logits"], feed)[0].astype(np.float64)
+            logits -= logits.max(1, keepdims=True)
+            p = np.exp(logits)
+            out.append(p / p.sum(1, keepdims=True))
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)))
+
+
+def parity(p_ref: np.ndarray, p_onnx: np.ndarray) -> dict:
+    return {
+        "argmax_agreement": float(np.mean(p_ref.argmax(1) == p_onnx.argmax(1))),
+        "max_prob_diff": float(np.abs(p_ref - p_onnx).max()),
+        "rows": len(p_ref),
+    }
+
+
+def file_mb(path: Path) -> float:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return round(sum(p.stat().st_size for p in files) / 2**20, 2)

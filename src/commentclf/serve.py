@@ -1,0 +1,106 @@
+"""HTTP service for the int8 ONNX student (FastAPI; `pip install -e '.[serve]'`).
+
+    GET  /health          -> {"status", "model_version", "labels", "max_length_tokens", "max_batch"}
+    POST /predict         {"text": "..."}          -> {"label", "scores": {label: probability}}
+    POST /predict/batch   {"texts": ["...", ...]}  -> {"predictions": [{"label", "scores"}, ...]}
+
+Empty or whitespace-only text, a non-string, or more than `max_batch` texts -> 422 with a message. Long
+texts are cut at the model's token limit (`student.max_length`, 128 by default; characters past
+MAX_CHARS are dropped before tokenising, which changes nothing at that limit). The model loads once, at start-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_BATCH = 64
+MAX_CHARS = 20_000
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("text must not be empty or whitespace")
+    return text[:MAX_CHARS]
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(description="one comment")
+
+    @field_validator("text")
+    @classmethod
+    def _check(cls, text: str) -> str:
+        return _non_empty(text)
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    texts: list[str] = Field(min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} comments")
+
+    @field_validator("texts")
+    @classmethod
+    def _each(cls, texts: list[str]) -> list[str]:
+        return [_non_empty(t) for t in texts]
+
+
+class Prediction(BaseModel):
+    label: str
+    scores: dict[str, float]
+
+
+def model_version(model_path: Path) -> str:
+    """Short content hash of the served ONNX file: tells which model answered."""
+    digest = hashlib.sha256()
+    with open(model_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+def create_app(
+    model_dir: str | Path = "models/onnx/int8",
+    max_length: int = 128,
+    prefix: str = "query: ",
+    threads: int | None = None,
+):
+    from fastapi import FastAPI
+
+    from commentclf.onnx_export import OnnxClassifier
+
+    model = OnnxClassifier(model_dir, threads=threads, max_length=max_length, prefix=prefix)
+    version = model_version(model.file)
+    app = FastAPI(title="commentclf", version=version)
+
+    def predict(texts: list[str]) -> list[Prediction]:
+        proba = model.predict_proba(texts)
+        return [
+            Prediction(
+                label=model.labels[int(p.argmax())],
+                scores={label: round(float(x), 6) for label, x in zip(model.labels, p)},
+            )
+            for p in proba
+        ]
+
+    @app.get("/health")
+    def health() -> dict:
+        return {
+            "status": "ok",
+            "model_version": version,
+            "model_file": str(model.file),
+            "labels": model.labels,
+            "max_length_tokens": max_length,
+            "max_batch": MAX_BATCH,
+        }
+
+    @app.post("/predict", response_model=Prediction)
+    def predict_one(req: PredictRequest) -> Prediction:
+        return predict([req.text])[0]
+
+    @app.post("/predict/batch")
+    def predict_batch(req: BatchRequest) -> dict:
+        return {"predictions": predict(req.texts)}
+
+    return app

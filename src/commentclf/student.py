@@ -1,0 +1,253 @@
+"""The e5 student: a small encoder classifier trained on the seed + the teachers' pseudo-labels.
+
+Why a mean-pooling head: the e5 weights have no pooler (e5 was trained with mean pooling), and
+`AutoModelForSequenceClassification` for BERT classifies from the CLS token through that randomly
+initialised pooler — fine-tuned on a few hundred rows it collapsed to one class on RUW. `MeanPoolingClassifier`
+averages the token states (the way e5 itself embeds) and puts a linear layer on top; it is an ordinary
+`BertPreTrainedModel`, so it saves as a normal folder (with id2label) and exports to ONNX like any BERT.
+
+Modes: `finetune` (the whole encoder + head, class-weighted cross-entropy, best epoch on dev) and `head`
+(frozen mean-pooled embeddings + LogisticRegression, the fast baseline).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoTokenizer, BertModel, BertPreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from commentclf.metrics import classification_report
+
+
+class MeanPoolingClassifier(BertPreTrainedModel):
+    """BERT encoder -> mean over non-padding tokens -> dropout -> linear."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+        hidden = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        logits = self.classifier(self.dropout(pooled))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+@dataclass
+class StudentSettings:
+    head: str  # "mean" | "cls"
+    lr: float
+    epochs: int
+    batch_size: int
+    max_length: int
+    warmup_ratio: float
+    weight_decay: float
+    prefix: str
+    seed: int
+
+
+def class_weights(labels: list[int], n_labels: int) -> torch.Tensor:
+    """Inverse-frequency weights (sklearn's 'balanced'): the rare label counts as much as the others."""
+    counts = np.bincount(labels, minlength=n_labels).astype(float)
+    weights = len(labels) / (n_labels * np.maximum(counts, 1))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _load_model(body: str, head: str, label_names: list[str]):
+    id2label = dict(enumerate(label_names))
+    kwargs = {"num_labels": len(label_names), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
+    if head == "mean":
+        return MeanPoolingClassifier.from_pretrained(body, **kwargs)
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(body, **kwargs)
+
+
+def predict_proba(model, tokenizer, texts: list[str], prefix: str, max_length: int, batch_size: int = 32) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(
+                [prefix + t for t in texts[start : start + batch_size]],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
+            out.append(torch.softmax(model(**enc).logits.float(), -1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.num_labels))
+
+
+def train_student(
+    body: str,
+    texts: list[str],
+    labels: list[str],
+    dev_texts: list[str],
+    dev_labels: list[str],
+    label_names: list[str],
+    minority: str,
+    s: StudentSettings,
+    out_dir: Path | None = None,
+) -> dict:
+    """Fine-tune; after every epoch evaluate on dev and keep the best epoch (macro-F1). Saves to out_dir."""
+    torch.manual_seed(s.seed)
+    tokenizer = AutoTokenizer.from_pretrained(body)
+    model = _load_model(body, s.head, label_names)
+    y = [label_names.index(label) for label in labels]
+    weights = class_weights(y, len(label_names))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    steps_per_epoch = math.ceil(len(texts) / s.batch_size)
+    total = steps_per_epoch * s.epochs
+    warmup = int(total * s.warmup_ratio)
+
+    def lr_factor(step: int) -> float:  # linear warm-up, then linear decay to 0
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    rng = np.random.default_rng(s.seed)
+    best, history = None, []
+    start = time.perf_counter()
+    for epoch in range(1, s.epochs + 1):
+        model.train()
+        order = rng.permutation(len(texts))
+        losses = []
+        for b in range(steps_per_epoch):
+            idx = order[b * s.batch_size : (b + 1) * s.batch_size]
+            enc = tokenizer(
+                [s.prefix + texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=s.max_length,
+                return_tensors="pt",
+            )
+            logits = model(**enc).logits
+            loss = nn.functional.cross_entropy(logits, torch.tensor([y[i] for i in idx]), weight=weights)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+        proba = predict_proba(model, tokenizer, dev_texts, s.prefix, s.max_length)
+        report = classification_report(dev_labels, [label_names[i] for i in proba.argmax(1)], label_names, minority)
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)),
+                "dev_macro_f1": report["macro_f1"],
+                "dev_minority_f1": report["minority_f1"],
+            }
+        )
+        if best is None or report["macro_f1"] > best[1]["macro_f1"]:
+            best = (epoch, report, copy.deepcopy(model.state_dict()))
+    seconds = time.perf_counter() - start
+    model.load_state_dict(best[2])
+    if out_dir is not None:
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+    return {
+        "head": s.head,
+        "best_epoch": best[0],
+        "dev": best[1],
+        "history": history,
+        "train_seconds": round(seconds, 1),
+        "model": model,
+        "tokenizer": tokenizer,
+    }
+
+
+def frozen_head_baseline(
+    body: str,
+    texts: list[str],
+    labels: list[str],
+    dev_texts: list[str],
+    dev_labels: list[str],
+    label_names: list[str],
+    minority: str,
+    prefix: str,
+    max_length: int,
+    seed: int,
+    out_dir: Path | None = None,
+) -> dict:
+    """The `head` mode: frozen mean-pooled embeddings + class-balanced LogisticRegression.
+
+    A multinomial logistic regression on the (unnormalised) mean-pooled states is exactly a
+    MeanPoolingClassifier whose linear layer holds the regression's weights, so the result is saved as the
+    same kind of folder as a fine-tuned student and exports to ONNX the same way.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    tokenizer = AutoTokenizer.from_pretrained(body)
+    model = _load_model(body, "mean", label_names).eval()
+
+    def embed(batch_texts: list[str]) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(batch_texts), 32):
+                enc = tokenizer(
+                    [prefix + t for t in batch_texts[start : start + 32]],
+                    padding=True,
+                    truncation=True,
+                    max_length=max_length,
+                    return_tensors="pt",
+                )
+                hidden = model.bert(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).float()
+                out.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+        return np.concatenate(out)
+
+    start = time.perf_counter()
+    y = [label_names.index(label) for label in labels]
+    clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000, random_state=seed).fit(embed(texts), y)
+    coef = np.zeros((len(label_names), clf.coef_.shape[1]))
+    bias = np.zeros(len(label_names))
+    coef[clf.classes_], bias[clf.classes_] = clf.coef_, clf.intercept_
+    if len(clf.classes_) < len(label_names):  # a label absent from training can never win
+        bias[np.setdiff1d(np.arange(len(label_names)), clf.classes_)] = -1e4
+    with torch.no_grad():
+        model.classifier.weight.copy_(torch.tensor(coef, dtype=torch.float32))
+        model.classifier.bias.copy_(torch.tensor(bias, dtype=torch.float32))
+    seconds = time.perf_counter() - start
+    proba = predict_proba(model, tokenizer, dev_texts, prefix, max_length)
+    report = classification_report(dev_labels, [label_names[i] for i in proba.argmax(1)], label_names, minority)
+    if out_dir is not None:
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+    return {
+        "head": "frozen+logreg",
+        "dev": report,
+        "train_seconds": round(seconds, 1),
+        "model": model,
+        "tokenizer": tokenizer,
+    }
+
+
+def load_student(path: str | Path):
+    """(model, tokenizer) of a saved student folder (mean-pooling or standard head)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(path)
+    cls = (
+        MeanPoolingClassifier
+        if "MeanPoolingClassifier" in (config.architectures or [])
+        else AutoModelForSequenceClassification
+    )
+    return cls.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)

@@ -1,0 +1,39 @@
+import numpy as np
+
+from commentclf.ensemble import choose_weight, gate, soft
+
+LABELS = ["pro_ukraine", "pro_russia", "off_topic"]
+# Hand-made: rows are comments, columns follow LABELS.
+P_SETFIT = np.array([[0.1, 0.1, 0.8], [0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.2, 0.2, 0.6]])
+P_LLM = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.6, 0.1], [0.1, 0.1, 0.8]])
+
+
+def test_gate_keeps_setfit_off_topic_else_llm():
+    pred, conf = gate(P_SETFIT, P_LLM, gate_index=2)
+    assert pred.tolist() == [2, 1, 1, 2]
+    assert np.allclose(conf, [0.8, 0.8, 0.6, 0.6])  # each from the model that decided
+
+
+def test_soft_is_weighted_mean():
+    pred, conf = soft(P_SETFIT, P_LLM, 0.5)
+    assert pred.tolist() == [2, 1, 1, 2]
+    assert np.allclose(conf, [0.45, 0.55, 0.5, 0.7])
+    assert soft(P_SETFIT, P_LLM, 0.0)[0].tolist() == P_SETFIT.argmax(1).tolist()
+    assert soft(P_SETFIT, P_LLM, 1.0)[0].tolist() == P_LLM.argmax(1).tolist()
+
+
+def test_weight_chosen_on_dev_metric():
+    gold = ["off_topic", "pro_russia", "pro_russia", "off_topic"]
+    w, scores = choose_weight(P_SETFIT, P_LLM, gold, LABELS, "pro_russia", [0.0, 0.5, 1.0], "macro_f1")
+    assert scores[0.0] < scores[0.5] and w == 0.5  # ties broken toward the smaller LLM weight
+
+
+def test_temperature_scaling_sharpens_flat_but_right_probabilities():
+    from commentclf.ensemble import apply_temperature, fit_temperature
+
+    flat = np.array([[0.40, 0.35, 0.25], [0.30, 0.45, 0.25], [0.30, 0.25, 0.45]] * 10)
+    gold = np.array([0, 1, 2] * 10)
+    t = fit_temperature(flat, gold)
+    sharp = apply_temperature(flat, t)
+    assert t < 0.5 and (sharp.argmax(1) == flat.argmax(1)).all() and sharp.max(1).min() > 0.6
+    assert np.allclose(apply_temperature(flat, 1.0), flat)

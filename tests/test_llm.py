@@ -1,0 +1,139 @@
+"""The LLM classifier on a tiny random Llama (SmolLM2's tokenizer): real training, generate and score."""
+
+import json
+
+import numpy as np
+import pytest
+
+from commentclf.config import Label
+from commentclf.llm import (
+    LLMClassifier,
+    LLMError,
+    PromptTokens,
+    TrainSettings,
+    balance,
+    choose_backend,
+    finetune,
+    load_base,
+)
+from commentclf.prompts import classification_prompt
+
+LABELS = [
+    Label(name="pro_ukraine", description="soutient l'Ukraine"),
+    Label(name="pro_russia", description="penche du côté russe"),
+    Label(name="off_topic", description="hors sujet"),
+]
+NAMES = [label.name for label in LABELS]
+PROMPT = classification_prompt(LABELS, "fr", "Commentaires de lecteurs.")
+TEXTS = [
+    "Armons l'Ukraine !",
+    "L'OTAN a provoqué Moscou.",
+    "Le site est lent ce matin.",
+    "Slava Ukraini, tenez bon.",
+    "Levez les sanctions, on paie tout.",
+    "Quelle belle photo.",
+]
+GOLD = ["pro_ukraine", "pro_russia", "off_topic"] * 2
+
+
+def test_backend_choice_without_cuda():
+    assert choose_backend("auto", cuda=False, unsloth_installed=True) == "peft"
+    assert choose_backend("auto", cuda=True, unsloth_installed=True) == "unsloth"
+    assert choose_backend("auto", cuda=True, unsloth_installed=False) == "peft"
+    assert choose_backend("peft", cuda=False, unsloth_installed=False) == "peft"
+    with pytest.raises(LLMError, match="needs a CUDA GPU"):
+        choose_backend("unsloth", cuda=False, unsloth_installed=True)
+    with pytest.raises(LLMError, match="needs the gpu extra"):
+        choose_backend("unsloth", cuda=True, unsloth_installed=False)
+    assert choose_backend("auto") == "peft"  # this machine: no CUDA
+
+
+def test_balance_oversamples_to_the_largest_label():
+    texts, labels = balance(list("abcdef"), ["x", "x", "x", "x", "y", "z"], seed=0)
+    assert sorted(labels) == ["x"] * 4 + ["y"] * 4 + ["z"] * 4
+    assert balance(list("abcdef"), ["x", "x", "x", "x", "y", "z"], seed=0) == (texts, labels)
+
+
+def test_prompt_tokens_cut_long_comments(tiny_llm_folder):
+    _, tok = load_base(str(tiny_llm_folder), "peft", "none", 512)
+    tokens = PromptTokens.build(tok, PROMPT, NAMES, max_length=200)
+    ids = tokens.prompt(tok, "mot " * 1000)
+    assert len(ids) + max(map(len, tokens.answers.values())) <= 200
+    assert ids[: len(tokens.prefix)] == tokens.prefix and ids[-len(tokens.suffix) :] == tokens.suffix
+    with pytest.raises(LLMError, match="leaves no room for the comment"):
+        PromptTokens.build(tok, PROMPT, NAMES, max_length=40)
+
+
+def test_score_equals_naive_forward_passes(tiny_llm_folder):
+    model, tok = load_base(str(tiny_llm_folder), "peft", "none", 512)
+    clf = LLMClassifier(model, tok, PROMPT, NAMES, 512)
+    proba = clf.score(TEXTS + ["x" * 3000], batch_size=3)  # ragged batch, one comment cut
+    assert proba.shape == (7, 3) and np.allclose(proba.sum(1), 1)
+    for text, p in zip(TEXTS + ["x" * 3000], proba):
+        lp = clf.naive_logprobs(text)
+        ref = np.exp(lp - lp.max())
+        assert np.allclose(p, ref / ref.sum(), atol=1e-5)
+    assert np.allclose(clf.score(TEXTS, batch_size=1), proba[:6], atol=1e-5)  # batching changes nothing
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_llm_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("adapter")
+    settings = TrainSettings(
+        lora_r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        target_modules=["q_proj", "v_proj", "up_proj", "down_proj"],
+        lr=2e-2,
+        epochs=30,
+        batch_size=6,
+        grad_accum=1,
+        max_length=400,
+        warmup_ratio=0.0,
+        quantize="none",
+        seed=0,
+    )
+    info = finetune(str(tiny_llm_folder), "peft", TEXTS, GOLD, NAMES, PROMPT, settings, out)
+    return out, info
+
+
+def test_finetune_learns_and_saves_adapter_only(trained):
+    out, info = trained
+    assert info["last_loss"] < info["first_loss"] / 2
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+    meta = json.loads((out / "commentclf.json").read_text())
+    assert meta["labels"] == NAMES and meta["prompt_prefix"] == PROMPT.prefix
+
+
+def test_generate_and_score_agree_after_training(trained):
+    out, _ = trained
+    clf = LLMClassifier.load(out)
+    labels, statuses = clf.predict_generate(TEXTS, fallback_label="off_topic", batch_size=4)
+    scored = [NAMES[i] for i in clf.score(TEXTS).argmax(1)]
+    parsed = [i for i, s in enumerate(statuses) if s == "ok"]
+    assert len(parsed) >= 4, statuses
+    assert all(labels[i] == scored[i] for i in parsed)
+    assert sum(a == b for a, b in zip(scored, GOLD)) >= 5  # it fitted its training rows
+
+
+def test_same_seed_same_adapter(trained, tiny_llm_folder, tmp_path):
+    out, _ = trained
+    settings = TrainSettings(
+        lora_r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        target_modules=["q_proj", "v_proj", "up_proj", "down_proj"],
+        lr=2e-2,
+        epochs=30,
+        batch_size=6,
+        grad_accum=1,
+        max_length=400,
+        warmup_ratio=0.0,
+        quantize="none",
+        seed=0,
+    )
+    finetune(str(tiny_llm_folder), "peft", TEXTS, GOLD, NAMES, PROMPT, settings, tmp_path)
+    from safetensors.torch import load_file
+
+    a, b = load_file(out / "adapter_model.safetensors"), load_file(tmp_path / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)

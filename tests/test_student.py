@@ -1,0 +1,100 @@
+"""The e5 student: mean-pooling head, frozen-head baseline, and its ONNX export with parity."""
+
+import numpy as np
+import pytest
+import torch
+
+from commentclf.onnx_export import OnnxClassifier, export_fp32, optimize, parity, quantize
+from commentclf.student import (
+    MeanPoolingClassifier,
+    StudentSettings,
+    class_weights,
+    frozen_head_baseline,
+    load_student,
+    predict_proba,
+    train_student,
+)
+
+LABELS = ["pro_ukraine", "pro_russia", "off_topic"]
+TEXTS = [
+    "Il faut armer l'Ukraine.",
+    "Slava Ukraini !",
+    "Les sanctions doivent continuer.",
+    "L'OTAN a provoqué la Russie.",
+    "Arrêtons les livraisons d'armes.",
+    "Poutine défend son pays.",
+    "Le site est en panne.",
+    "Belle photo de une.",
+    "Quel temps aujourd'hui.",
+]
+GOLD = [label for label in LABELS for _ in range(3)]
+
+
+def test_class_weights_balance_the_rare_label():
+    w = class_weights([0, 0, 0, 0, 1, 2, 2, 2], 3)
+    assert w[1] > w[2] > w[0] and torch.isclose((w * torch.tensor([4, 1, 3])).sum(), torch.tensor(8.0))
+
+
+def test_mean_pooling_ignores_padding(e5_folder):
+    model = MeanPoolingClassifier.from_pretrained(e5_folder, num_labels=3).eval()
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(e5_folder)
+    alone = tok(["query: bonjour"], return_tensors="pt")
+    padded = tok(["query: bonjour", "query: un texte bien plus long que le premier"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        a = model(**alone).logits[0]
+        b = model(**padded).logits[0]
+    assert torch.allclose(a, b, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def student(e5_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("student")
+    s = StudentSettings(
+        head="mean",
+        lr=1e-4,
+        epochs=2,
+        batch_size=9,
+        max_length=32,
+        warmup_ratio=0.0,
+        weight_decay=0.0,
+        prefix="query: ",
+        seed=0,
+    )
+    result = train_student(str(e5_folder), TEXTS, GOLD, TEXTS, GOLD, LABELS, "pro_russia", s, out)
+    return out, result
+
+
+def test_student_trains_keeps_best_epoch_and_saves_label_names(student):
+    out, result = student
+    assert [h["epoch"] for h in result["history"]] == [1, 2]
+    assert result["dev"]["macro_f1"] == max(h["dev_macro_f1"] for h in result["history"])
+    model, tok = load_student(out)
+    assert isinstance(model, MeanPoolingClassifier) and model.config.id2label[1] == "pro_russia"
+    p = predict_proba(model, tok, TEXTS, "query: ", 32)
+    assert p.shape == (9, 3) and np.allclose(p.sum(1), 1, atol=1e-5)
+
+
+def test_frozen_head_equals_logistic_regression(e5_folder, tmp_path):
+    r = frozen_head_baseline(str(e5_folder), TEXTS, GOLD, TEXTS, GOLD, LABELS, "pro_russia", "query: ", 32, 0, tmp_path)
+    assert r["dev"]["accuracy"] >= 0.8  # a linear model fits 9 points
+    model, tok = load_student(tmp_path)
+    assert isinstance(model, MeanPoolingClassifier)
+
+
+def test_onnx_export_quantise_and_parity(student, tmp_path):
+    out, _ = student
+    model, tok = load_student(out)
+    fp32 = export_fp32(model, tok, tmp_path / "fp32")
+    opt = optimize(tmp_path / "fp32", tmp_path / "optimized", "O2")
+    int8, isa = quantize(tmp_path / "optimized", opt.name, tmp_path / "int8", True, ["MatMul", "Gather"])
+    assert isa in ("avx512_vnni", "avx2")
+    ref = predict_proba(model, tok, TEXTS, "query: ", 32)
+    p32 = OnnxClassifier(fp32, max_length=32).predict_proba(TEXTS)
+    assert parity(ref, p32)["argmax_agreement"] == 1.0 and parity(ref, p32)["max_prob_diff"] < 1e-3
+    tok.save_pretrained(tmp_path / "int8")
+    p8 = OnnxClassifier(tmp_path / "int8", threads=1, max_length=32).predict_proba(TEXTS)
+    assert p8.shape == ref.shape and parity(ref, p8)["max_prob_diff"] < 0.2
+    # Gather included: the 250k-row embedding table is int8 too, so the file is ~4x smaller than fp32
+    assert fp32.stat().st_size / int8.stat().st_size > 3.5
