@@ -43,7 +43,7 @@ test: install
 	python scripts/check_metrics.py $(SMOKE_DIR)
 
 # make exp PROFILE=ruw  — the pipeline as a DVC experiment with profiles/$(PROFILE).yaml's overrides
-# (params.yaml is not edited; compare with `dvc exp show`, apply with `dvc exp apply NAME`).
+# (`dvc exp run -S ...`: the values land in params.yaml; compare with `dvc exp show`).
 PROFILE ?= smoke
 exp: install
 	commentclf exp --profile $(PROFILE)

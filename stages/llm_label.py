@@ -71,6 +71,7 @@ def main(
     kept = pseudo[pseudo.kept]
     report = {
         "rule": lc.rule,
+        "temperatures": temps,
         "soft_weight": weight,
         "soft_weight_dev": weight_scores,
         "select_on": lc.select_on,

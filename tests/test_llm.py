@@ -137,3 +137,14 @@ def test_same_seed_same_adapter(trained, tiny_llm_folder, tmp_path):
 
     a, b = load_file(out / "adapter_model.safetensors"), load_file(tmp_path / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_answer_tree_shares_common_tokens(tiny_llm_folder):
+    model, tok = load_base(str(tiny_llm_folder), "peft", "none", 512)
+    clf = LLMClassifier(model, tok, PROMPT, NAMES, 512)
+    shared, nodes, paths = clf._answer_tree()
+    assert tok.decode(shared).startswith('{"label": "')
+    assert len(nodes) < sum(map(len, paths))  # pro_ukraine and pro_russia share their first tokens
+    assert paths[0][0] == paths[1][0] and paths[0][0] != paths[2][0]
+    texts = [tok.decode(shared + [nodes[n][0] for n in path]) for path in paths]
+    assert [t.split('"')[-1] for t in texts] == NAMES  # the paths spell the names; the closing is left out

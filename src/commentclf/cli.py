@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from commentclf.config import load_params
+from commentclf.config import ParamsError, load_params
 from commentclf.data import build_splits
 from commentclf.stage import user_errors_exit
 
@@ -58,14 +58,19 @@ def check(params: Path = typer.Option(Path("params.yaml"), help="params file to 
 @user_errors_exit
 def exp(
     profile: str = typer.Option(..., help="profile name (profiles/NAME.yaml) or path"),
-    mode: str = typer.Option("--temp", help="--temp (run now, params.yaml untouched) or --queue"),
+    mode: str = typer.Option(
+        "workspace", help="workspace: run here (params.yaml gets the overrides, like any `dvc exp run -S`); "
+        "temp / queue: in a temporary copy (only for profiles whose data paths lie inside the repository)"),
     extra: list[str] = typer.Argument(None, help="more `dvc exp run` arguments, after --"),
 ) -> None:
     """Run the pipeline as a DVC experiment with a profile's overrides (`dvc exp run -S ...`)."""
     from commentclf.profiles import apply_profile, load_profile, set_param_args
 
+    if mode not in ("workspace", "temp", "queue"):
+        raise ParamsError(f"--mode must be workspace, temp or queue, not {mode!r}")
     apply_profile(profile)  # fail here, with the bad key named, rather than inside a stage
-    cmd = [sys.executable, "-m", "dvc", "exp", "run", mode, *set_param_args(load_profile(profile)), *(extra or [])]
+    flags = [] if mode == "workspace" else [f"--{mode}"]
+    cmd = [sys.executable, "-m", "dvc", "exp", "run", *flags, *set_param_args(load_profile(profile)), *(extra or [])]
     console.print("[dim]" + " ".join(cmd[1:]) + "[/]")
     raise typer.Exit(subprocess.call(cmd))
 

@@ -301,6 +301,9 @@ class LLMClassifier:
         meta = json.loads((adapter_dir / "commentclf.json").read_text())
         model, tokenizer = load_base(base_model or meta["base_model"], "peft", quantize, meta["max_length"])
         model = PeftModel.from_pretrained(model, str(adapter_dir))
+        if quantize == "none":
+            # Fold the LoRA weights into the base matrices: same outputs, no extra matmuls per layer.
+            model = model.merge_and_unload()
         prompt = ClassificationPrompt(meta["prompt_prefix"], meta["prompt_suffix"])
         return cls(model, tokenizer, prompt, meta["labels"], meta["max_length"])
 
@@ -308,9 +311,13 @@ class LLMClassifier:
 
     def generate_raw(self, texts: list[str], batch_size: int = 8, max_new_tokens: int = 16) -> list[str]:
         torch = self._torch
-        outputs: list[str] = []
+        prompts = [self.tokens.prompt(self.tokenizer, t) for t in texts]
+        # Batches of similar length waste less compute on padding (as in `score`); outputs keep the input order.
+        order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))
+        outputs: list[str] = [""] * len(texts)
         for start in range(0, len(texts), batch_size):
-            ids = [self.tokens.prompt(self.tokenizer, t) for t in texts[start : start + batch_size]]
+            rows = order[start : start + batch_size]
+            ids = [prompts[i] for i in rows]
             width = max(map(len, ids))
             # left padding: every prompt ends where generation starts
             input_ids = torch.tensor([[self.pad_id] * (width - len(x)) + x for x in ids], device=self.device)
@@ -324,7 +331,8 @@ class LLMClassifier:
                     pad_token_id=self.pad_id,
                     eos_token_id=self.tokenizer.eos_token_id,
                 )
-            outputs += self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+            for i, text in zip(rows, self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)):
+                outputs[i] = text
         return outputs
 
     def predict_generate(
@@ -345,48 +353,75 @@ class LLMClassifier:
             self._prefix_cache = [(layer.keys, layer.values) for layer in cache.layers]
         return self._prefix_cache
 
-    def _branches(self) -> tuple[list[int], list[list[int]]]:
-        """Shared start of all answers (e.g. `{"label": "`) and each label's remaining tokens."""
+    def _answer_tree(self) -> tuple[list[int], list[tuple[int, int, int]], list[list[int]]]:
+        """The label answers as a token trie.
+
+        Returns the start all answers share (e.g. `{"label": "`), the trie nodes (token, parent, depth) of
+        what follows, and each label's path of node indices. Labels that share tokens (`pro_ukraine`,
+        `pro_russia`: "pro", "_") share nodes, so each token is computed once. The common end (`"}` + eos)
+        carries no information once the name is known and is left out, unless one name would then be a
+        prefix of another.
+        """
         answers = [self.tokens.answers[name] for name in self.labels]
         common = 0
         while all(len(a) > common + 1 for a in answers) and len({a[common] for a in answers}) == 1:
             common += 1
-        return answers[0][:common], [a[common:] for a in answers]
+        tails = [a[common:] for a in answers]
+        k = 0
+        while all(len(t) > k + 1 for t in tails) and len({t[-1 - k] for t in tails}) == 1:
+            k += 1
+        stripped = [t[: len(t) - k] for t in tails]
+        if any(a != b and b[: len(a)] == a for a in stripped for b in stripped):
+            stripped = tails
+        nodes: list[tuple[int, int, int]] = []
+        index: dict[tuple[int, int], int] = {}
+        paths = []
+        for tail in stripped:
+            parent, path = -1, []
+            for depth, token in enumerate(tail):
+                if (parent, token) not in index:
+                    index[(parent, token)] = len(nodes)
+                    nodes.append((token, parent, depth))
+                parent = index[(parent, token)]
+                path.append(parent)
+            paths.append(path)
+        return answers[0][:common], nodes, paths
 
     def score_logprobs(self, texts: list[str], batch_size: int = 16) -> np.ndarray:
-        """(n, n_labels) total log-probability of each label's answer given prompt + comment."""
+        """(n, n_labels) log-probability of each label's answer given prompt + comment (up to a constant
+        shared by all labels: the common start and end of the answers)."""
         from transformers import DynamicCache
 
         torch = self._torch
-        shared, branches = self._branches()
+        shared, nodes, paths = self._answer_tree()
         prefix_kv = self._prefix_kv()
         p = len(self.tokens.prefix)
+        # ancestor[q, k]: trie node k is node q or one of its ancestors (what q may attend to)
+        ancestor = torch.eye(len(nodes), dtype=torch.bool)
+        for q, (_, parent, _) in enumerate(nodes):
+            if parent >= 0:
+                ancestor[q] |= ancestor[parent]
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+        # Batches of similar length waste less compute on padding; results go back to the input order.
+        all_contexts = [self.comment_context(t) + shared for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(all_contexts[i]))
         for start in range(0, len(texts), batch_size):
-            batch = texts[start : start + batch_size]
-            contexts = [self.comment_context(t) + shared for t in batch]
+            rows = order[start : start + batch_size]
             seqs, positions, masks, reads = [], [], [], []
-            for ctx in contexts:
-                seq, pos, read = list(ctx), list(range(p, p + len(ctx))), []
-                owner = [-1] * len(ctx)  # -1: context token; j: token of label j's branch
-                for j, branch in enumerate(branches):
-                    first = len(seq)
-                    seq += branch
-                    pos += list(range(p + len(ctx), p + len(ctx) + len(branch)))
-                    owner += [j] * len(branch)
-                    # logits at position q predict token q+1: the branch's first token is read at the
-                    # context's last position, the others at the previous token of the branch.
-                    read.append([len(ctx) - 1] + list(range(first, first + len(branch) - 1)))
-                n = len(seq)
-                # causal, and a branch token sees the context and its own branch only, never a sibling
-                own = torch.tensor(owner)
-                allowed = torch.ones((n, n), dtype=torch.bool).tril() & (
-                    (own[None, :] == -1) | (own[None, :] == own[:, None])
-                )
-                seqs.append(seq)
-                positions.append(pos)
+            for i in rows:
+                ctx = all_contexts[i]
+                c = len(ctx)
+                seqs.append(list(ctx) + [token for token, _, _ in nodes])
+                positions.append(list(range(p, p + c)) + [p + c + depth for _, _, depth in nodes])
+                n = c + len(nodes)
+                allowed = torch.zeros((n, n), dtype=torch.bool)
+                allowed[:c, :c] = torch.ones((c, c), dtype=torch.bool).tril()  # the comment: causal
+                allowed[c:, :c] = True  # every answer token sees the whole comment
+                allowed[c:, c:] = ancestor  # ... and its own earlier answer tokens, never a sibling's
                 masks.append(allowed)
-                reads.append(read)
+                # logits at a position predict the next token: a label's first token is read at the
+                # comment's last position, each later token at its parent node.
+                reads.append([[c - 1] + [c + node for node in path[:-1]] for path in paths])
             width = max(map(len, seqs))
             b = len(seqs)
             input_ids = torch.full((b, width), self.pad_id, dtype=torch.long)
@@ -398,9 +433,10 @@ class LLMClassifier:
                 input_ids[i, :n] = torch.tensor(seq)
                 position_ids[i, :n] = torch.tensor(pos)
                 mask[i, 0, :n, p : p + n] = allowed
+            keep = sorted({q for read in reads for at in read for q in at})
             cache = DynamicCache()
             for layer, (k, v) in enumerate(prefix_kv):
-                cache.update(k.expand(b, *k.shape[1:]).contiguous(), v.expand(b, *v.shape[1:]).contiguous(), layer)
+                cache.update(k.expand(b, *k.shape[1:]), v.expand(b, *v.shape[1:]), layer)
             with torch.no_grad():
                 logits = self.model(
                     input_ids=input_ids.to(self.device),
@@ -409,11 +445,15 @@ class LLMClassifier:
                     past_key_values=cache,
                     use_cache=True,
                     cache_position=torch.arange(p, p + width, device=self.device),
+                    # the vocabulary projection only where a branch token is read (a tenth of the positions)
+                    logits_to_keep=torch.tensor(keep, device=self.device),
                 ).logits
             logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+            column = {pos: c for c, pos in enumerate(keep)}
             for i, read in enumerate(reads):
-                for j, (branch, at) in enumerate(zip(branches, read)):
-                    out[start + i, j] = float(logp[i, at, branch].sum())  # pairs (position, token)
+                for j, (path, at) in enumerate(zip(paths, read)):
+                    tokens = [nodes[node][0] for node in path]
+                    out[rows[i], j] = float(logp[i, [column[q] for q in at], tokens].sum())  # (position, token) pairs
         return out
 
     def comment_context(self, text: str) -> list[int]:
@@ -430,15 +470,17 @@ class LLMClassifier:
         return p / p.sum(axis=1, keepdims=True)
 
     def naive_logprobs(self, text: str) -> np.ndarray:
-        """Reference for tests: each label's answer scored by its own full forward pass, no cache, no packing."""
+        """Reference for tests: each label's answer tokens (the ones `score` reads) scored by a full forward
+        pass of its own, without cache, packing or batching."""
         torch = self._torch
-        prompt = self.tokens.prompt(self.tokenizer, text)
+        shared, nodes, paths = self._answer_tree()
+        context = self.tokens.prompt(self.tokenizer, text) + shared
         out = []
-        for name in self.labels:
-            answer = self.tokens.answers[name]
-            ids = torch.tensor([prompt + answer], device=self.device)
+        for path in paths:
+            answer = [nodes[node][0] for node in path]
+            ids = torch.tensor([context + answer], device=self.device)
             with torch.no_grad():
                 logp = torch.log_softmax(self.model(input_ids=ids).logits.float(), dim=-1)[0].cpu()
-            at = list(range(len(prompt) - 1, len(prompt) + len(answer) - 1))
+            at = list(range(len(context) - 1, len(context) + len(answer) - 1))
             out.append(float(logp[at, answer].sum()))
         return np.array(out)
