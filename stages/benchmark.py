@@ -26,7 +26,7 @@ from commentclf.benchmark import (
 )
 from commentclf.config import load_params
 from commentclf.data import read_split
-from commentclf.ensemble import gate
+from commentclf.ensemble import apply_temperature, gate
 from commentclf.llm import LLMClassifier
 from commentclf.metrics import write_json
 from commentclf.onnx_export import OnnxClassifier

@@ -6,13 +6,13 @@ from conftest import REPO
 
 # command prefix -> where it runs (a test that executes it, or CI)
 EXERCISED = {
-    "make repro": "CI: .ci/run -> make test -> tests/test_pipeline.py runs `dvc repro` (make repro = install + dvc repro)",
+    "make repro": "CI: make test installs as make repro does; tests/test_pipeline.py runs its `dvc repro`",
     "make test": "CI: .ci/run",
     "make exp": "tests/test_pipeline.py::test_profile_experiment_command (commentclf exp --profile)",
     "dvc exp run --queue": "tests/test_pipeline.py::test_two_point_sweep_with_dvc_exp",
     "dvc queue start": "tests/test_pipeline.py::test_two_point_sweep_with_dvc_exp",
     "dvc exp show": "tests/test_pipeline.py::test_two_point_sweep_with_dvc_exp",
-    "dvc metrics diff": "tests/test_pipeline.py::test_dvc_metrics_and_plots_commands and scripts/check_metrics.py in CI",
+    "dvc metrics diff": "tests/test_pipeline.py::test_dvc_metrics_and_plots_commands; CI: scripts/check_metrics.py",
     "commentclf predict": "tests/test_serve.py::test_cli_predict_text_and_file",
     "commentclf serve": "tests/test_serve.py (server fixture)",
     "commentclf check": "tests/test_pipeline.py::test_cli_check_validates_params_and_data",

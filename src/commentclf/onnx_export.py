@@ -28,15 +28,27 @@ def cpu_has_avx512_vnni() -> bool:
 
 
 def export_fp32(model, tokenizer, out_dir: Path, opset: int = 18) -> Path:
-    """optimum export of a loaded student (our MeanPoolingClassifier is a BERT to optimum's eyes)."""
-    from optimum.exporters.onnx import onnx_export_from_model
+    """optimum export of a loaded student, validated against torch outputs.
+
+    Our MeanPoolingClassifier is a BERT to optimum (config.model_type "bert"), so optimum's BERT ONNX config
+    for text classification describes its inputs and `logits` output. We call optimum's `export` directly:
+    `onnx_export_from_model` infers the model's library from its Python module and rejects a class that
+    lives outside transformers.
+    """
+    from optimum.exporters.onnx.convert import export, validate_model_outputs
+    from optimum.exporters.onnx.model_configs import BertOnnxConfig
 
     if out_dir.exists():
         shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
     model.eval()
-    onnx_export_from_model(model, out_dir, opset=opset, task="text-classification", do_validation=True)
+    onnx_config = BertOnnxConfig(model.config, task="text-classification")
+    path = out_dir / FP32_FILE
+    _, outputs = export(model, onnx_config, path, opset=opset)
+    validate_model_outputs(onnx_config, model, path, outputs, atol=1e-4, use_subprocess=False)
+    model.config.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    return out_dir / FP32_FILE
+    return path
 
 
 def optimize(fp32_dir: Path, out_dir: Path, level: str) -> Path:
@@ -48,19 +60,29 @@ def optimize(fp32_dir: Path, out_dir: Path, level: str) -> Path:
     return out_dir / "model_optimized.onnx"
 
 
-def quantize(
-    opt_dir: Path, file_name: str, out_dir: Path, per_channel: bool, operators: list[str], isa: str = "auto"
-) -> tuple[Path, str]:
-    from optimum.onnxruntime import ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+def quantize(opt_dir: Path, file_name: str, out_dir: Path, per_channel: bool, operators: list[str],
+             isa: str = "auto") -> tuple[Path, str]:
+    """Dynamic int8 of the optimised graph with onnxruntime's quantizer, set up as optimum's
+    AutoQuantizationConfig.{avx512_vnni, avx2}(is_static=False) would (int8 symmetric weights, uint8
+    activations, reduce_range on avx2). We call onnxruntime directly because the O2 graph holds fused
+    com.microsoft operators whose output types its shape inference cannot find, and only the direct call
+    lets us pass DefaultTensorType (optimum's ORTQuantizer does not)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     if isa == "auto":
         isa = "avx512_vnni" if cpu_has_avx512_vnni() else "avx2"
-    make = AutoQuantizationConfig.avx512_vnni if isa == "avx512_vnni" else AutoQuantizationConfig.avx2
-    config = make(is_static=False, per_channel=per_channel, operators_to_quantize=operators)
-    quantizer = ORTQuantizer.from_pretrained(opt_dir, file_name=file_name)
-    quantizer.quantize(quantization_config=config, save_dir=out_dir)
-    return next(out_dir.glob("*quantized.onnx")), isa
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for extra in opt_dir.iterdir():  # config, tokenizer, ... so the folder loads on its own
+        if extra.is_file() and extra.suffix != ".onnx":
+            shutil.copy2(extra, out_dir / extra.name)
+    target = out_dir / "model_quantized.onnx"
+    quantize_dynamic(
+        opt_dir / file_name, target, op_types_to_quantize=operators, per_channel=per_channel,
+        reduce_range=isa == "avx2", weight_type=QuantType.QInt8,
+        extra_options={"WeightSymmetric": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    return target, isa
 
 
 class OnnxClassifier:
