@@ -42,7 +42,7 @@ def test_merge_and_set_param_args():
     merged = merge({"a": {"b": 1, "c": 2}, "l": [1, 2]}, {"a": {"b": 3}, "l": [9]})
     assert merged == {"a": {"b": 3, "c": 2}, "l": [9]}
     args = set_param_args({"a": {"b": 3}, "l": [1, 2], "s": "x y: z", "n": None})
-    assert args == ["-S", "a.b=3", "-S", "l=[1, 2]", "-S", "s='x y: z'", "-S", "n=null"]
+    assert args == ["-S", "a.b=3", "-S", "l=[1, 2]", "-S", "s=\"x y: z\"", "-S", "n=null"]
     for value in ("x y: z", [1, 2], None):  # every override parses back to itself as YAML
         assert yaml.safe_load(set_param_args({"k": value})[1].split("=", 1)[1]) == value
 
@@ -50,3 +50,19 @@ def test_merge_and_set_param_args():
 def test_ruw_profile_points_at_the_shared_data():
     raw = yaml.safe_load(Path(REPO / "profiles/ruw.yaml").read_text())
     assert raw["data"]["labeled"] == "../shared/datasets/ruw/seed.csv" and raw["language"] == "en"
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
+def test_overrides_parse_back_with_dvcs_override_grammar(profile):
+    """`dvc exp run -S` parses values with Hydra's override grammar: each must come back as in the profile."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from commentclf.profiles import load_profile
+
+    raw = load_profile(profile)
+    parsed = OverridesParser.create().parse_overrides(set_param_args(raw)[1::2])
+    for override in parsed:
+        expected = raw
+        for part in override.key_or_group.split("."):
+            expected = expected[part]
+        assert override.value() == expected, override.key_or_group

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +58,32 @@ def set_param_args(overrides: dict, prefix: str = "") -> list[str]:
     return args
 
 
+_PLAIN = re.compile(r"^[A-Za-z0-9_./-]+$")
+
+
 def _flow(value: Any) -> str:
-    if (
-        isinstance(value, str)
-        and value
-        and not any(c in value for c in ":{}[],#&*!|>'\"%@`\n")
-        and value.strip() == value
-    ):
-        return value
-    return (
-        yaml.safe_dump(value, default_flow_style=True, width=10**9, allow_unicode=True, sort_keys=False)
-        .strip()
-        .removesuffix("...")
-        .strip()
-    )
+    """A value in the override grammar of `dvc exp run -S` (Hydra's), which also reads back as the same
+    YAML: strings double-quoted with only \\ and \" escaped, mapping keys bare, lists and maps in flow style."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        if _PLAIN.match(value) and value not in ("null", "true", "false") and not _is_number(value):
+            return value
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    raise ParamsError(f"cannot pass a {type(value).__name__} as a param override: {value!r}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
