@@ -34,6 +34,21 @@ TEXTS = [
     "Quelle belle photo.",
 ]
 GOLD = ["pro_ukraine", "pro_russia", "off_topic"] * 2
+# Real SmolLM2 (it knows JSON already), six rows, a high learning rate: it fits them in about a minute.
+SETTINGS = TrainSettings(
+    lora_r=8,
+    lora_alpha=16,
+    lora_dropout=0.0,
+    target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    lr=2e-3,
+    epochs=8,
+    batch_size=6,
+    grad_accum=1,
+    max_length=400,
+    warmup_ratio=0.0,
+    quantize="none",
+    seed=0,
+)
 
 
 def test_backend_choice_without_cuda():
@@ -77,23 +92,9 @@ def test_score_equals_naive_forward_passes(tiny_llm_folder):
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_llm_folder, tmp_path_factory):
+def trained(smollm_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("adapter")
-    settings = TrainSettings(
-        lora_r=8,
-        lora_alpha=16,
-        lora_dropout=0.0,
-        target_modules=["q_proj", "v_proj", "up_proj", "down_proj"],
-        lr=2e-2,
-        epochs=30,
-        batch_size=6,
-        grad_accum=1,
-        max_length=400,
-        warmup_ratio=0.0,
-        quantize="none",
-        seed=0,
-    )
-    info = finetune(str(tiny_llm_folder), "peft", TEXTS, GOLD, NAMES, PROMPT, settings, out)
+    info = finetune(str(smollm_folder), "peft", TEXTS, GOLD, NAMES, PROMPT, SETTINGS, out)
     return out, info
 
 
@@ -116,23 +117,9 @@ def test_generate_and_score_agree_after_training(trained):
     assert sum(a == b for a, b in zip(scored, GOLD)) >= 5  # it fitted its training rows
 
 
-def test_same_seed_same_adapter(trained, tiny_llm_folder, tmp_path):
+def test_same_seed_same_adapter(trained, smollm_folder, tmp_path):
     out, _ = trained
-    settings = TrainSettings(
-        lora_r=8,
-        lora_alpha=16,
-        lora_dropout=0.0,
-        target_modules=["q_proj", "v_proj", "up_proj", "down_proj"],
-        lr=2e-2,
-        epochs=30,
-        batch_size=6,
-        grad_accum=1,
-        max_length=400,
-        warmup_ratio=0.0,
-        quantize="none",
-        seed=0,
-    )
-    finetune(str(tiny_llm_folder), "peft", TEXTS, GOLD, NAMES, PROMPT, settings, tmp_path)
+    finetune(str(smollm_folder), "peft", TEXTS, GOLD, NAMES, PROMPT, SETTINGS, tmp_path)
     from safetensors.torch import load_file
 
     a, b = load_file(out / "adapter_model.safetensors"), load_file(tmp_path / "adapter_model.safetensors")

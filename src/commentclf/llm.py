@@ -234,7 +234,7 @@ def finetune(
         completion_only_loss=True,
         seed=s.seed,
         data_seed=s.seed,
-        logging_steps=5,
+        logging_steps=1,
         save_strategy="no",
         report_to=[],
         bf16=cuda,
