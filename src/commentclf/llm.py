@@ -188,8 +188,11 @@ def finetune(
     """Train a LoRA adapter on (text, label) and save the adapter (never a merged model) to `out_dir`."""
     import torch
     from datasets import Dataset
+    from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
+    # Seed before the LoRA matrices are created (SFTTrainer wraps the model before Trainer seeds itself).
+    set_seed(s.seed)
     model, tokenizer = load_base(model_name, backend, s.quantize, s.max_length)
     tokens = PromptTokens.build(tokenizer, prompt, label_names, s.max_length)
     dataset = Dataset.from_list(training_rows(tokenizer, tokens, texts, labels))
