@@ -176,7 +176,9 @@ def test_profile_experiment_command(smoke_repo):
     before = yaml.safe_load((smoke_repo / "params.yaml").read_text())
     out = run_cmd(["commentclf", "exp", "--profile", str(REPO / "profiles/smoke.yaml")], smoke_repo)
     assert "setfit.max_steps=4" in out.stdout.replace("\n", "")
-    assert "Running stage" not in out.stdout
+    # Earlier tests changed benchmark.bootstrap; the profile sets it back, so at most the benchmark reruns.
+    ran = [stage for stage in STAGES if f"Running stage '{stage}'" in out.stdout]
+    assert ran in ([], ["benchmark"]), ran
     assert yaml.safe_load((smoke_repo / "params.yaml").read_text()) == before
     bad = run_cmd(["commentclf", "exp", "--profile", "nope"], smoke_repo, check=False)
     assert bad.returncode == 1 and "profile not found" in bad.stderr
