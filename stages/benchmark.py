@@ -26,7 +26,7 @@ from commentclf.benchmark import (
 )
 from commentclf.config import load_params
 from commentclf.data import read_split
-from commentclf.ensemble import apply_temperature, gate
+from commentclf.ensemble import apply_calibration, gate
 from commentclf.llm import LLMClassifier
 from commentclf.metrics import write_json
 from commentclf.onnx_export import OnnxClassifier
@@ -62,9 +62,9 @@ def main(
     }
 
     def ensemble(batch):  # the rule, weight and calibration that llm_label chose on dev
-        temps = label_report["temperatures"]
-        ps = apply_temperature(setfit_proba(setfit, batch, cfg.setfit.prefix), temps["setfit"])
-        pl = apply_temperature(llm.score(batch), temps["llm"])
+        calib = label_report["calibration"]
+        ps = apply_calibration(setfit_proba(setfit, batch, cfg.setfit.prefix), calib["setfit"])
+        pl = apply_calibration(llm.score(batch), calib["llm"])
         if label_report["rule"] == "gate":
             pred, _ = gate(ps, pl, labels.index(cfg.label.gate_label))
             return np.eye(len(labels))[pred]

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from commentclf.config import load_params
 from commentclf.data import DataError, load_labeled, read_split
-from commentclf.ensemble import apply_temperature, choose_weight, fit_temperature, gate, soft
+from commentclf.ensemble import apply_calibration, choose_weight, fit_calibration, gate, soft
 from commentclf.llm import LLMClassifier
 from commentclf.metrics import classification_report, write_json
 from commentclf.seeding import seed_everything
@@ -37,11 +37,12 @@ def main(
     dev = read_split("dev")
     gold = dev.label.tolist()
     ps_dev, pl_dev = setfit_proba(setfit, dev.text.tolist(), cfg.setfit.prefix), llm.score(dev.text.tolist(), bs)
-    temps = {"setfit": 1.0, "llm": 1.0}
-    if lc.calibrate:
-        gold_index = np.array([labels.index(g) for g in gold])
-        temps = {"setfit": fit_temperature(ps_dev, gold_index), "llm": fit_temperature(pl_dev, gold_index)}
-        ps_dev, pl_dev = apply_temperature(ps_dev, temps["setfit"]), apply_temperature(pl_dev, temps["llm"])
+    gold_index = np.array([labels.index(g) for g in gold])
+    calib = {
+        "setfit": fit_calibration(ps_dev, gold_index, lc.calibrate),
+        "llm": fit_calibration(pl_dev, gold_index, lc.calibrate),
+    }
+    ps_dev, pl_dev = apply_calibration(ps_dev, calib["setfit"]), apply_calibration(pl_dev, calib["llm"])
     weight, weight_scores = choose_weight(ps_dev, pl_dev, gold, labels, minority, lc.soft_weights, lc.select_on)
     gate_index = labels.index(lc.gate_label)
     names = lambda idx: [labels[i] for i in idx]  # noqa: E731
@@ -55,7 +56,7 @@ def main(
     pool = read_split("pool").head(lc.max_pool)
     start = time.perf_counter()
     ps, pl = setfit_proba(setfit, pool.text.tolist(), cfg.setfit.prefix), llm.score(pool.text.tolist(), bs)
-    ps, pl = apply_temperature(ps, temps["setfit"]), apply_temperature(pl, temps["llm"])
+    ps, pl = apply_calibration(ps, calib["setfit"]), apply_calibration(pl, calib["llm"])
     pred, conf = gate(ps, pl, gate_index) if lc.rule == "gate" else soft(ps, pl, weight)
     seconds = time.perf_counter() - start
     pseudo = pool.assign(
@@ -71,7 +72,7 @@ def main(
     kept = pseudo[pseudo.kept]
     report = {
         "rule": lc.rule,
-        "temperatures": temps,
+        "calibration": {"method": lc.calibrate, **calib},
         "soft_weight": weight,
         "soft_weight_dev": weight_scores,
         "select_on": lc.select_on,

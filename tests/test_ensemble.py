@@ -37,3 +37,20 @@ def test_temperature_scaling_sharpens_flat_but_right_probabilities():
     sharp = apply_temperature(flat, t)
     assert t < 0.5 and (sharp.argmax(1) == flat.argmax(1)).all() and sharp.max(1).min() > 0.6
     assert np.allclose(apply_temperature(flat, 1.0), flat)
+
+
+def test_bias_calibration_corrects_a_model_that_leans_to_one_label():
+    """An LLM that puts most mass on label 0 but still ranks the comments: the fitted bias restores the
+    right argmax, which temperature alone (monotone per row) cannot do."""
+    from commentclf.ensemble import apply_calibration, fit_calibration
+
+    leaning = np.array([[0.80, 0.15, 0.05], [0.60, 0.35, 0.05], [0.60, 0.05, 0.35]] * 10)
+    gold = np.array([0, 1, 2] * 10)
+    temp = fit_calibration(leaning, gold, "temperature")
+    assert temp["bias"] == [0.0, 0.0, 0.0]
+    assert (apply_calibration(leaning, temp).argmax(1) == 0).all()
+    calib = fit_calibration(leaning, gold, "temperature_bias")
+    assert calib["bias"][0] == 0.0 and calib["bias"][1] > 0 and calib["bias"][2] > 0
+    assert (apply_calibration(leaning, calib).argmax(1) == gold).all()
+    identity = fit_calibration(leaning, gold, "none")
+    assert np.allclose(apply_calibration(leaning, identity), leaning)

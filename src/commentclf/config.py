@@ -165,9 +165,11 @@ class LabelConfig(Section):
     """Weights of the LLM in the soft rule tried on dev (0 = SetFit only, 1 = LLM only)."""
     select_on: Literal["macro_f1", "minority_f1"] = "macro_f1"
     """Dev metric that picks the soft weight."""
-    calibrate: bool = True
-    """Temperature-scale each model's probabilities on dev before combining them, so that the soft weights
-    and the confidence floor compare numbers on one scale."""
+    calibrate: Literal["none", "temperature", "temperature_bias"] = "temperature"
+    """Calibrate each model's probabilities on dev before combining them, so that the soft weights and the
+    confidence floor compare numbers on one scale. `temperature`: temperature scaling. `temperature_bias`:
+    also a per-label bias, fitted by dev NLL (corrects a model that leans to one label but still ranks;
+    on RUW it pulled SetFit toward the dev prior and cost pro_russia F1, hence not the default)."""
     confidence_floor: float = Field(default=0.5, ge=0, le=1)
     """Pseudo-labels whose ensemble probability is below this are not kept for the student."""
     gold: str | None = None

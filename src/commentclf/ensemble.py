@@ -4,6 +4,7 @@
   Confidence = the probability, under the model that decided, of the label it chose.
 * `soft`: p = (1 - w) * p_setfit + w * p_llm; the weight w is chosen on dev (`choose_weight`).
 Both return (label indices, confidence); a confidence floor then decides which pseudo-labels are kept.
+Each model's probabilities are first calibrated on dev (`fit_calibration`) so they share one scale.
 """
 
 from __future__ import annotations
@@ -47,20 +48,51 @@ def fit_temperature(p: np.ndarray, gold_index: np.ndarray, grid: np.ndarray | No
     compares numbers on different scales.
     """
     grid = np.exp(np.linspace(np.log(0.05), np.log(5.0), 200)) if grid is None else grid
-    logp = np.log(np.clip(p, 1e-12, 1.0))
-    rows = np.arange(len(p))
     best_t, best_nll = 1.0, np.inf
     for t in grid:
-        z = logp / t
-        z -= z.max(1, keepdims=True)
-        nll = -(z[rows, gold_index] - np.log(np.exp(z).sum(1))).mean()
+        nll = _nll(np.log(np.clip(p, 1e-12, 1.0)) / t, gold_index)
         if nll < best_nll:
             best_t, best_nll = float(t), nll
     return best_t
 
 
-def apply_temperature(p: np.ndarray, t: float) -> np.ndarray:
-    z = np.log(np.clip(p, 1e-12, 1.0)) / t
+def fit_calibration(p: np.ndarray, gold_index: np.ndarray, method: str) -> dict:
+    """Calibration of one model's probabilities on dev: {"temperature": T, "bias": [b_k]}.
+
+    `temperature`: temperature scaling only (bias 0). `temperature_bias`: softmax(log p / T + b), T and b
+    fitted jointly by dev NLL (the bias variant of vector scaling). The bias is what rescues a small LLM
+    whose answers lean to one label ("calibrate before use", Zhao et al. 2021): its log-probabilities
+    still rank the comments, only its prior is off. `none`: identity.
+    """
+    k = p.shape[1]
+    if method == "none":
+        return {"temperature": 1.0, "bias": [0.0] * k}
+    t = fit_temperature(p, gold_index)
+    if method == "temperature":
+        return {"temperature": t, "bias": [0.0] * k}
+    from scipy.optimize import minimize
+
+    logp = np.log(np.clip(p, 1e-12, 1.0))
+
+    def loss(x):  # x = [log 1/T, b_1 .. b_{k-1}]; b_0 = 0 (softmax is shift-invariant)
+        return _nll(logp * np.exp(x[0]) + np.concatenate([[0.0], x[1:]]), gold_index)
+
+    x0 = np.concatenate([[np.log(1 / t)], np.zeros(k - 1)])
+    x = minimize(loss, x0, method="L-BFGS-B", bounds=[(np.log(0.2), np.log(20.0))] + [(-10, 10)] * (k - 1)).x
+    return {"temperature": float(np.exp(-x[0])), "bias": [0.0] + [float(b) for b in x[1:]]}
+
+
+def apply_calibration(p: np.ndarray, calibration: dict) -> np.ndarray:
+    z = np.log(np.clip(p, 1e-12, 1.0)) / calibration["temperature"] + np.asarray(calibration["bias"])
     z -= z.max(1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(1, keepdims=True)
+
+
+def apply_temperature(p: np.ndarray, t: float) -> np.ndarray:
+    return apply_calibration(p, {"temperature": t, "bias": np.zeros(p.shape[1])})
+
+
+def _nll(z: np.ndarray, gold_index: np.ndarray) -> float:
+    z = z - z.max(1, keepdims=True)
+    return float(-(z[np.arange(len(z)), gold_index] - np.log(np.exp(z).sum(1))).mean())
