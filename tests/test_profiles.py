@@ -42,7 +42,7 @@ def test_merge_and_set_param_args():
     merged = merge({"a": {"b": 1, "c": 2}, "l": [1, 2]}, {"a": {"b": 3}, "l": [9]})
     assert merged == {"a": {"b": 3, "c": 2}, "l": [9]}
     args = set_param_args({"a": {"b": 3}, "l": [1, 2], "s": "x y: z", "n": None})
-    assert args == ["-S", "a.b=3", "-S", "l=[1, 2]", "-S", "s=\"x y: z\"", "-S", "n=null"]
+    assert args == ["-S", "a.b=3", "-S", "l=[1, 2]", "-S", 's="x y: z"', "-S", "n=null"]
     for value in ("x y: z", [1, 2], None):  # every override parses back to itself as YAML
         assert yaml.safe_load(set_param_args({"k": value})[1].split("=", 1)[1]) == value
 

@@ -59,8 +59,10 @@ def check(params: Path = typer.Option(Path("params.yaml"), help="params file to 
 def exp(
     profile: str = typer.Option(..., help="profile name (profiles/NAME.yaml) or path"),
     mode: str = typer.Option(
-        "workspace", help="workspace: run here (params.yaml gets the overrides, like any `dvc exp run -S`); "
-        "temp / queue: in a temporary copy (only for profiles whose data paths lie inside the repository)"),
+        "workspace",
+        help="workspace: run here (params.yaml gets the overrides, like any `dvc exp run -S`); "
+        "temp / queue: in a temporary copy (only for profiles whose data paths lie inside the repository)",
+    ),
     extra: list[str] = typer.Argument(None, help="more `dvc exp run` arguments, after --"),
 ) -> None:
     """Run the pipeline as a DVC experiment with a profile's overrides (`dvc exp run -S ...`)."""

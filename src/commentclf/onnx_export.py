@@ -60,8 +60,9 @@ def optimize(fp32_dir: Path, out_dir: Path, level: str) -> Path:
     return out_dir / "model_optimized.onnx"
 
 
-def quantize(opt_dir: Path, file_name: str, out_dir: Path, per_channel: bool, operators: list[str],
-             isa: str = "auto") -> tuple[Path, str]:
+def quantize(
+    opt_dir: Path, file_name: str, out_dir: Path, per_channel: bool, operators: list[str], isa: str = "auto"
+) -> tuple[Path, str]:
     """Dynamic int8 of the optimised graph with onnxruntime's quantizer, set up as optimum's
     AutoQuantizationConfig.{avx512_vnni, avx2}(is_static=False) would (int8 symmetric weights, uint8
     activations, reduce_range on avx2). We call onnxruntime directly because the O2 graph holds fused
@@ -78,8 +79,12 @@ def quantize(opt_dir: Path, file_name: str, out_dir: Path, per_channel: bool, op
             shutil.copy2(extra, out_dir / extra.name)
     target = out_dir / "model_quantized.onnx"
     quantize_dynamic(
-        opt_dir / file_name, target, op_types_to_quantize=operators, per_channel=per_channel,
-        reduce_range=isa == "avx2", weight_type=QuantType.QInt8,
+        opt_dir / file_name,
+        target,
+        op_types_to_quantize=operators,
+        per_channel=per_channel,
+        reduce_range=isa == "avx2",
+        weight_type=QuantType.QInt8,
         extra_options={"WeightSymmetric": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
     )
     return target, isa
