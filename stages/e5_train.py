@@ -42,7 +42,16 @@ def main(
 
     def finetune(head: str, out: Path | None) -> dict:
         settings = StudentSettings(
-            head, s.lr, s.epochs, s.batch_size, s.max_length, s.warmup_ratio, s.weight_decay, s.prefix, cfg.seed
+            head,
+            s.lr,
+            s.epochs,
+            s.batch_size,
+            s.max_length,
+            s.warmup_ratio,
+            s.weight_decay,
+            s.prefix,
+            cfg.seed,
+            head_lr=s.head_lr,
         )
         return train_student(body, texts, labels, *dev_args, **common, s=settings, out_dir=out)
 

@@ -197,7 +197,9 @@ class StudentConfig(Section):
     use_synthetic: bool = False
     """Add the kept synthetic comments."""
     lr: float = Field(default=5e-5, gt=0)
-    """Peak learning rate (linear warm-up, linear decay)."""
+    """Peak learning rate of the encoder (linear warm-up, linear decay)."""
+    head_lr: float | None = Field(default=1e-3, gt=0)
+    """Peak learning rate of the freshly initialised classification head; null = `lr`."""
     epochs: int = Field(default=3, gt=0)
     """Epochs; the best on dev macro-F1 is kept."""
     batch_size: int = Field(default=16, gt=0)
