@@ -1,4 +1,4 @@
-"""Stage `onnx_export`: optimum export of the student -> ORT graph optimisation -> dynamic int8.
+"""Stage `onnx_export`: optimum export of the student -> ORT graph optimisation -> int8.
 
 Parity against the torch student is measured on dev + `onnx.parity_pool_rows` pool texts (agreement needs
 no labels) and written to metrics/onnx.json with the file sizes. The stage fails with a clear message when
@@ -38,7 +38,16 @@ def main(
         shutil.rmtree(out_dir)
     fp32 = export_fp32(model, tokenizer, out_dir / "fp32", o.opset)
     optimized = optimize(out_dir / "fp32", out_dir / "optimized", o.optimization_level)
-    int8, isa = quantize(out_dir / "optimized", optimized.name, out_dir / "int8", o.per_channel, o.operators, o.isa)
+    int8, isa = quantize(
+        out_dir / "optimized",
+        optimized.name,
+        out_dir / "int8",
+        o.per_channel,
+        o.operators,
+        o.isa,
+        o.scheme,
+        o.block_size,
+    )
     for folder in ("optimized", "int8"):  # each folder is loadable on its own (tokenizer + config)
         tokenizer.save_pretrained(out_dir / folder)
 
@@ -55,6 +64,7 @@ def main(
         }
     torch_mb = file_mb(student_dir / "model.safetensors")
     report = {
+        "scheme": o.scheme,
         "isa": isa,
         "optimization_level": o.optimization_level,
         "operators": o.operators,

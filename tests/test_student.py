@@ -83,13 +83,18 @@ def test_frozen_head_equals_logistic_regression(e5_folder, tmp_path):
     assert isinstance(model, MeanPoolingClassifier)
 
 
-def test_onnx_export_quantise_and_parity(student, tmp_path):
+@pytest.mark.parametrize("scheme, matmul_op", [("blockwise", "MatMulNBits"), ("dynamic", "MatMulInteger")])
+def test_onnx_export_quantise_and_parity(student, tmp_path, scheme, matmul_op):
+    import onnx
+
     out, _ = student
     model, tok = load_student(out)
     fp32 = export_fp32(model, tok, tmp_path / "fp32")
     opt = optimize(tmp_path / "fp32", tmp_path / "optimized", "O2")
-    int8, isa = quantize(tmp_path / "optimized", opt.name, tmp_path / "int8", True, ["MatMul", "Gather"])
+    int8, isa = quantize(tmp_path / "optimized", opt.name, tmp_path / "int8", True, ["MatMul", "Gather"], scheme=scheme)
     assert isa in ("avx512_vnni", "avx2")
+    ops = {node.op_type for node in onnx.load(int8).graph.node}
+    assert matmul_op in ops and "MatMul" not in ops, ops  # every MatMul quantised, by the chosen scheme
     ref = predict_proba(model, tok, TEXTS, "query: ", 32)
     p32 = OnnxClassifier(fp32, max_length=32).predict_proba(TEXTS)
     assert parity(ref, p32)["argmax_agreement"] == 1.0 and parity(ref, p32)["max_prob_diff"] < 1e-3

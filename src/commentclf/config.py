@@ -217,10 +217,19 @@ class OnnxConfig(Section):
     """ONNX opset (>= 18 for BERT with this stack)."""
     optimization_level: Literal["O1", "O2", "O3"] = "O2"
     """ORT graph optimisation level (O4 is fp16 for GPU and not offered)."""
+    scheme: Literal["blockwise", "dynamic"] = "blockwise"
+    """How MatMul weights become int8. `blockwise`: ORT's MatMulNBits, 8-bit weights with a scale per block
+    of `block_size` inputs, activations quantised per block at run time (accuracy level 4, int8 kernels).
+    `dynamic`: the classic quantize_dynamic (per-channel weights, one scale per activation tensor), as
+    optimum's AutoQuantizationConfig.avx512_vnni/avx2 would. Measured on the RUW student: argmax agreement
+    with torch 98.6 % (blockwise) vs 91.3 % (dynamic), at 11.0 vs 9.3 ms batch-1 latency. Gather (the
+    embedding table) is quantised by quantize_dynamic in both schemes."""
+    block_size: int = Field(default=128, ge=16)
+    """Inputs per scale in the blockwise scheme (a power of two)."""
     isa: Literal["auto", "avx512_vnni", "avx2"] = "auto"
-    """Instruction set the int8 kernels target; `auto` reads /proc/cpuinfo."""
+    """Instruction set the dynamic scheme targets; `auto` reads /proc/cpuinfo."""
     per_channel: bool = True
-    """Per-channel weight scales (more accurate than per-tensor)."""
+    """Per-channel weight scales (dynamic scheme; more accurate than per-tensor)."""
     operators: list[str] = ["MatMul", "Gather"]
     """Operators quantised to int8; Gather shrinks the 250k-row embedding table."""
     min_fp32_agreement: float = Field(default=1.0, ge=0, le=1)
