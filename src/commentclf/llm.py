@@ -225,7 +225,12 @@ def finetune(
             task_type="CAUSAL_LM",
         )
     cuda = torch.cuda.is_available()
+    # trl's default "chunked_nll" runs `model.base_model` and expects hidden states; for Gemma-3 text models
+    # under transformers 4.x `base_model` is the whole causal LM (it returns logits) and training crashes.
+    # Plain "nll" is the same loss, computed through the model's own forward.
+    loss_type = "chunked_nll" if model.base_model is not model else "nll"
     args = SFTConfig(
+        loss_type=loss_type,
         output_dir=str(out_dir / "_trainer"),
         num_train_epochs=s.epochs,
         learning_rate=s.lr,
