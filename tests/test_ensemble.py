@@ -29,7 +29,10 @@ def test_weight_chosen_on_dev_metric():
 
 
 def test_temperature_scaling_sharpens_flat_but_right_probabilities():
-    from commentclf.ensemble import apply_temperature, fit_temperature
+    from commentclf.ensemble import apply_calibration, fit_temperature
+
+    def apply_temperature(p, t):
+        return apply_calibration(p, {"temperature": t, "bias": [0.0, 0.0, 0.0]})
 
     flat = np.array([[0.40, 0.35, 0.25], [0.30, 0.45, 0.25], [0.30, 0.25, 0.45]] * 10)
     gold = np.array([0, 1, 2] * 10)

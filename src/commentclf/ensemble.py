@@ -48,9 +48,10 @@ def fit_temperature(p: np.ndarray, gold_index: np.ndarray, grid: np.ndarray | No
     compares numbers on different scales.
     """
     grid = np.exp(np.linspace(np.log(0.05), np.log(5.0), 200)) if grid is None else grid
+    logp = np.log(np.clip(p, 1e-12, 1.0))
     best_t, best_nll = 1.0, np.inf
     for t in grid:
-        nll = _nll(np.log(np.clip(p, 1e-12, 1.0)) / t, gold_index)
+        nll = _nll(logp / t, gold_index)
         if nll < best_nll:
             best_t, best_nll = float(t), nll
     return best_t
@@ -87,10 +88,6 @@ def apply_calibration(p: np.ndarray, calibration: dict) -> np.ndarray:
     z -= z.max(1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(1, keepdims=True)
-
-
-def apply_temperature(p: np.ndarray, t: float) -> np.ndarray:
-    return apply_calibration(p, {"temperature": t, "bias": np.zeros(p.shape[1])})
 
 
 def _nll(z: np.ndarray, gold_index: np.ndarray) -> float:

@@ -114,8 +114,12 @@ def quantize(
         )
 
         settings = dict(block_size=block_size, is_symmetric=True, accuracy_level=4, bits=8)
+        # MatMul only: `operators` decides about Gather (the quantizer would otherwise take it too).
         quantizer = MatMulNBitsQuantizer(
-            onnx.load(source), **settings, algo_config=DefaultWeightOnlyQuantConfig(**settings)
+            onnx.load(source),
+            **settings,
+            op_types_to_quantize=("MatMul",),
+            algo_config=DefaultWeightOnlyQuantConfig(**settings, op_types_to_quantize=("MatMul",)),
         )
         quantizer.process()
         quantizer.model.save_model_to_file(str(target), use_external_data_format=False)

@@ -115,8 +115,9 @@ def train_student(
     # The head (and the CLS pooler, which e5 lacks) starts from random weights while the encoder is
     # pre-trained: at the encoder's small lr the head barely moves in a few epochs (on RUW, 2 epochs at 5e-5
     # left the training loss at ln 3), so it gets a learning rate of its own.
-    fresh = [p for n, p in model.named_parameters() if n.startswith("classifier") or ".pooler." in n]
-    encoder = [p for n, p in model.named_parameters() if not (n.startswith("classifier") or ".pooler." in n)]
+    fresh, encoder = [], []
+    for name, param in model.named_parameters():
+        (fresh if name.startswith("classifier") or ".pooler." in name else encoder).append(param)
     optimizer = torch.optim.AdamW(
         [{"params": encoder, "lr": s.lr}, {"params": fresh, "lr": s.head_lr or s.lr}], weight_decay=s.weight_decay
     )
