@@ -5,7 +5,8 @@ that the peft step sees transformers / trl / peft without unsloth's patches:
    original) on the SmolLM2 folder; the stage evaluates the adapter on dev in both prediction modes.
 2. `qlora_peft`: the `llm_finetune` stage with `backend: peft, quantize: 4bit` (bitsandbytes NF4).
 3. `peft_load`: a fresh process that never imports unsloth loads the unsloth adapter (else step 2's) under
-   the peft backend (bf16 base, LoRA merged) and evaluates dev again: the adapter is portable.
+   the peft backend and evaluates dev again, on the 4-bit base it was trained on and on the bf16 base with
+   the LoRA merged.
 
     pip install -e '.[gpu]'                  # CUDA hosts only: the gpu extra pulls torchvision
     dvc repro split assets                   # models/base/llm and data/split
@@ -90,21 +91,26 @@ def peft_load(adapter: Path, params: Path, metrics: Path) -> None:
     cfg = load_params(params)
     train, dev = read_split("train"), read_split("dev")
     fallback = cfg.llm.fallback_label or train["label"].value_counts().idxmax()
-    clf = LLMClassifier.load(adapter, BASE, quantize="none")
-    report = evaluate_llm(
-        clf,
-        dev.text.tolist(),
-        dev.label.tolist(),
-        cfg.minority_label,
-        fallback,
-        cfg.llm.predict_batch_size,
-        cfg.llm.max_new_tokens,
-    )
-    report["unsloth_imported"] = "unsloth" in sys.modules
-    report["device"] = str(clf.device)
-    if torch.cuda.is_available():
-        report["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
-    write_json(metrics, report)
+    reports = {}
+    # The adapter was trained on a 4-bit base: score it on that base, and on the bf16 base with LoRA merged.
+    for quantize in ("4bit", "none"):
+        clf = LLMClassifier.load(adapter, BASE, quantize=quantize)
+        report = evaluate_llm(
+            clf,
+            dev.text.tolist(),
+            dev.label.tolist(),
+            cfg.minority_label,
+            fallback,
+            cfg.llm.predict_batch_size,
+            cfg.llm.max_new_tokens,
+        )
+        report["unsloth_imported"] = "unsloth" in sys.modules
+        report["device"] = str(clf.device)
+        if torch.cuda.is_available():
+            report["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+        reports[f"base_{quantize}"] = report
+        del clf
+    write_json(metrics, reports)
 
 
 def main(
@@ -153,7 +159,11 @@ def main(
             cmd += ["--out-dir", str(adapters[step]), "--metrics", str(metrics)]
             result = run_step(step, cmd, out)
         if metrics.is_file():
-            result["digest"] = digest(json.loads(metrics.read_text()))
+            found = json.loads(metrics.read_text())
+            if step == "peft_load":
+                result["digest"] = {name: digest(report) for name, report in found.items()}
+            else:
+                result["digest"] = digest(found)
         summary["steps"][step] = result
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))

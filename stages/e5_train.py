@@ -1,7 +1,9 @@
 """Stage `e5_train`: distil the teachers into a small encoder classifier (the student).
 
 Training rows: the train split + pseudo-labels kept by llm_label with confidence >= student.pseudo_floor
-(+ synthetic comments, a switch). The best epoch is chosen on dev. Saves models/student/ (an ordinary
+(+ synthetic comments, a switch). With `pseudo_target: soft` the pool rows (confidence >= pseudo_floor)
+are trained towards the ensemble's whole distribution instead of its argmax.
+The best epoch is chosen on dev. Saves models/student/ (an ordinary
 model folder with id2label) and metrics/student.json: dev metrics, training time, rows per source, and,
 with student.compare_heads, the other head and the frozen-embedding baseline side by side."""
 
@@ -12,11 +14,11 @@ from rich.console import Console
 
 from commentclf.assets import read_manifest
 from commentclf.config import load_params
-from commentclf.data import read_split
+from commentclf.data import DataError, read_split
 from commentclf.metrics import write_json
 from commentclf.seeding import seed_everything
 from commentclf.stage import run
-from commentclf.student import StudentSettings, frozen_head_baseline, train_student
+from commentclf.student import StudentSettings, frozen_head_baseline, one_hot, train_student
 
 
 def main(
@@ -28,14 +30,29 @@ def main(
     s = cfg.student
     seed_everything(cfg.seed)
     train, dev = read_split("train"), read_split("dev")
+    names = cfg.label_names
+    proba_columns = [f"proba_{label}" for label in names]
     parts = {"train": train[["text", "label"]]}
+    soft_targets = None
     if s.use_pseudo:
         pseudo = pd.read_parquet("data/pseudo.parquet")
-        parts["pseudo"] = pseudo[pseudo.kept & (pseudo.confidence >= s.pseudo_floor)][["text", "label"]]
+        if s.pseudo_target == "soft":
+            missing = sorted(set(proba_columns) - set(pseudo.columns))
+            if missing:
+                raise DataError(f"data/pseudo.parquet lacks {missing} (written by an older llm_label): rerun llm_label")
+            pseudo = pseudo[pseudo.confidence >= s.pseudo_floor]
+            soft_targets = pseudo[proba_columns].to_numpy()
+            parts["pseudo"] = pseudo[["text", "label"]]
+        else:
+            parts["pseudo"] = pseudo[pseudo.kept & (pseudo.confidence >= s.pseudo_floor)][["text", "label"]]
     if s.use_synthetic:
         parts["synthetic"] = pd.read_parquet("data/synthetic.parquet")[["text", "label"]]
     rows = pd.concat(parts.values())
     texts, labels = rows.text.tolist(), rows.label.tolist()
+    targets = one_hot(labels, names)  # soft mode: the pool rows' distributions replace their one-hot rows
+    if soft_targets is not None:
+        start = len(parts["train"])
+        targets[start : start + len(soft_targets)] = soft_targets
     body = s.body or read_manifest()["encoder"]
     common = dict(label_names=cfg.label_names, minority=cfg.minority_label)
     dev_args = (dev.text.tolist(), dev.label.tolist())
@@ -53,7 +70,7 @@ def main(
             cfg.seed,
             head_lr=s.head_lr,
         )
-        return train_student(body, texts, labels, *dev_args, **common, s=settings, out_dir=out)
+        return train_student(body, texts, labels, *dev_args, **common, s=settings, out_dir=out, targets=targets)
 
     def head_only(out: Path | None) -> dict:
         return frozen_head_baseline(
@@ -78,6 +95,7 @@ def main(
         "best_epoch": chosen.get("best_epoch"),
         "history": chosen.get("history"),
         "rows": {name: len(df) for name, df in parts.items()},
+        "pseudo_target": s.pseudo_target if s.use_pseudo else None,
     }
     if s.compare_heads:
         others = {}

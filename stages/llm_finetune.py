@@ -40,7 +40,7 @@ def main(
         texts, labels = balance(texts, labels, cfg.seed)
 
     base = s.model or read_manifest()["llm"]
-    prompt = classification_prompt(cfg.labels, cfg.language, cfg.context)
+    prompt = classification_prompt(cfg.labels, cfg.language, cfg.context, cfg.llm_answers)
     settings = TrainSettings(
         s.lora_r,
         s.lora_alpha,
@@ -55,7 +55,7 @@ def main(
         s.quantize,
         cfg.seed,
     )
-    train_info = finetune(base, backend, texts, labels, cfg.label_names, prompt, settings, out_dir)
+    train_info = finetune(base, backend, texts, labels, cfg.label_names, prompt, settings, out_dir, cfg.llm_answers)
 
     fallback = s.fallback_label or train["label"].value_counts().idxmax()
     clf = LLMClassifier.load(out_dir, base, s.quantize)

@@ -1,7 +1,7 @@
 """Stage `llm_label`: the SetFit + LLM ensemble labels up to `label.max_pool` pool comments (distillation
 data for the student). Both rules are evaluated on dev side by side with each model alone; the soft
 rule's weight is chosen on dev. Output data/pseudo.parquet (id, text, label, confidence, setfit_label,
-llm_label, kept) and metrics/label.json."""
+llm_label, kept, and proba_<label> for every label: the ensemble's distribution) and metrics/label.json."""
 
 import time
 from pathlib import Path
@@ -11,7 +11,7 @@ from rich.console import Console
 
 from commentclf.config import load_params
 from commentclf.data import DataError, load_labeled, read_split
-from commentclf.ensemble import apply_calibration, choose_weight, fit_calibration, gate, soft
+from commentclf.ensemble import apply_calibration, choose_weight, fit_calibration, gate, gate_proba, soft, soft_proba
 from commentclf.llm import LLMClassifier
 from commentclf.metrics import classification_report, write_json
 from commentclf.seeding import seed_everything
@@ -57,7 +57,8 @@ def main(
     start = time.perf_counter()
     ps, pl = setfit_proba(setfit, pool.text.tolist(), cfg.setfit.prefix), llm.score(pool.text.tolist(), bs)
     ps, pl = apply_calibration(ps, calib["setfit"]), apply_calibration(pl, calib["llm"])
-    pred, conf = gate(ps, pl, gate_index) if lc.rule == "gate" else soft(ps, pl, weight)
+    p = gate_proba(ps, pl, gate_index) if lc.rule == "gate" else soft_proba(ps, pl, weight)
+    pred, conf = p.argmax(1), p.max(1)
     seconds = time.perf_counter() - start
     pseudo = pool.assign(
         label=names(pred),
@@ -65,6 +66,8 @@ def main(
         setfit_label=names(ps.argmax(1)),
         llm_label=names(pl.argmax(1)),
         kept=conf >= lc.confidence_floor,
+        # the whole distribution, for a student trained on soft targets (student.pseudo_target: soft)
+        **{f"proba_{label}": p[:, j].astype(float) for j, label in enumerate(labels)},
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     pseudo.to_parquet(out, index=False)

@@ -48,6 +48,22 @@ def test_duplicate_labels_rejected():
         parse_params(raw)
 
 
+def test_llm_answers_default_to_names_and_must_differ():
+    raw = base_params()
+    raw["llm"] = {"answers": []}
+    assert parse_params(raw).llm_answers == {x["name"]: x["name"] for x in raw["labels"]}
+    raw["llm"]["answers"] = ["Ukraine", "Russia", "neutral"]
+    assert list(parse_params(raw).llm_answers.values()) == ["Ukraine", "Russia", "neutral"]
+    for words, message in [
+        (["Ukraine", "Ukraine", "neutral"], "same answer word"),
+        (["Ukraine", "Russia"], "2 words for 3 labels"),
+        (["Ukraine", "pro russia", "neutral"], "must be single words"),
+    ]:
+        raw["llm"]["answers"] = words
+        with pytest.raises(ParamsError, match=message):
+            parse_params(raw)
+
+
 def test_missing_and_broken_files(tmp_path):
     with pytest.raises(ParamsError, match="params file not found"):
         load_params(tmp_path / "nope.yaml")

@@ -1,6 +1,6 @@
 import numpy as np
 
-from commentclf.ensemble import choose_weight, gate, soft
+from commentclf.ensemble import choose_weight, gate, gate_proba, soft, soft_proba
 
 LABELS = ["pro_ukraine", "pro_russia", "off_topic"]
 # Hand-made: rows are comments, columns follow LABELS.
@@ -20,6 +20,13 @@ def test_soft_is_weighted_mean():
     assert np.allclose(conf, [0.45, 0.55, 0.5, 0.7])
     assert soft(P_SETFIT, P_LLM, 0.0)[0].tolist() == P_SETFIT.argmax(1).tolist()
     assert soft(P_SETFIT, P_LLM, 1.0)[0].tolist() == P_LLM.argmax(1).tolist()
+
+
+def test_rules_as_distributions():
+    g = gate_proba(P_SETFIT, P_LLM, gate_index=2)
+    assert np.allclose(g, [P_SETFIT[0], P_LLM[1], P_LLM[2], P_SETFIT[3]])  # the deciding model's whole row
+    assert np.allclose(soft_proba(P_SETFIT, P_LLM, 0.25), 0.75 * P_SETFIT + 0.25 * P_LLM)
+    assert np.allclose(g.sum(1), 1) and np.allclose(soft_proba(P_SETFIT, P_LLM, 0.25).sum(1), 1)
 
 
 def test_weight_chosen_on_dev_metric():

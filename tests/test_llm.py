@@ -14,6 +14,7 @@ from commentclf.llm import (
     balance,
     choose_backend,
     finetune,
+    first_token_groups,
     load_base,
 )
 from commentclf.prompts import classification_prompt
@@ -25,6 +26,9 @@ LABELS = [
 ]
 NAMES = [label.name for label in LABELS]
 PROMPT = classification_prompt(LABELS, "fr", "Commentaires de lecteurs.")
+# The same labels answered by words that differ at their first token (llm.answers in params)
+WORDS = {"pro_ukraine": "Ukraine", "pro_russia": "Russie", "off_topic": "hors_sujet"}
+PROMPT_W = classification_prompt(LABELS, "fr", "Commentaires de lecteurs.", WORDS)
 TEXTS = [
     "Armons l'Ukraine !",
     "L'OTAN a provoqué Moscou.",
@@ -94,7 +98,7 @@ def test_score_equals_naive_forward_passes(tiny_llm_folder):
 @pytest.fixture(scope="module")
 def trained(smollm_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("adapter")
-    info = finetune(str(smollm_folder), "peft", TEXTS, GOLD, NAMES, PROMPT, SETTINGS, out)
+    info = finetune(str(smollm_folder), "peft", TEXTS, GOLD, NAMES, PROMPT_W, SETTINGS, out, WORDS)
     return out, info
 
 
@@ -103,15 +107,16 @@ def test_finetune_learns_and_saves_adapter_only(trained):
     assert info["last_loss"] < info["first_loss"] / 2
     assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
     meta = json.loads((out / "commentclf.json").read_text())
-    assert meta["labels"] == NAMES and meta["prompt_prefix"] == PROMPT.prefix
+    assert meta["labels"] == NAMES and meta["prompt_prefix"] == PROMPT_W.prefix
+    assert meta["answers"] == WORDS and meta["quantize"] == "none"
 
 
 def test_generate_follows_the_answer_tree_greedily(trained):
     """Greedy decoding picks the likeliest next token at each step, `score` the likeliest whole answer;
-    they can differ when the model hesitates between labels that share first tokens (pro_ukraine /
-    pro_russia), so their agreement is a measured figure (metrics/llm.json). What must hold exactly: every
-    parsed generated label is the greedy walk down the answer tree that `score` reads, i.e. at each branch
-    point its token has the highest next-token logit among the labels' tokens."""
+    they can differ (most when labels share first tokens, see `test_shared_first_tokens_warn`), so their
+    agreement is a measured figure (metrics/llm.json). What must hold exactly: every parsed generated label
+    (answered as its word, returned as its name) is the greedy walk down the answer tree that `score` reads,
+    i.e. at each branch point its token has the highest next-token logit among the labels' tokens."""
     import torch
 
     out, _ = trained
@@ -141,7 +146,7 @@ def test_generate_follows_the_answer_tree_greedily(trained):
 
 def test_same_seed_same_adapter(trained, smollm_folder, tmp_path):
     out, _ = trained
-    finetune(str(smollm_folder), "peft", TEXTS, GOLD, NAMES, PROMPT, SETTINGS, tmp_path)
+    finetune(str(smollm_folder), "peft", TEXTS, GOLD, NAMES, PROMPT_W, SETTINGS, tmp_path, WORDS)
     from safetensors.torch import load_file
 
     a, b = load_file(out / "adapter_model.safetensors"), load_file(tmp_path / "adapter_model.safetensors")
@@ -157,3 +162,42 @@ def test_answer_tree_shares_common_tokens(tiny_llm_folder):
     assert paths[0][0] == paths[1][0] and paths[0][0] != paths[2][0]
     texts = [tok.decode(shared + [nodes[n][0] for n in path]) for path in paths]
     assert [t.split('"')[-1] for t in texts] == NAMES  # the paths spell the names; the closing is left out
+
+
+def test_shared_first_tokens_warn(tiny_llm_folder, caplog):
+    _, tok = load_base(str(tiny_llm_folder), "peft", "none", 512)
+    with caplog.at_level("WARNING", logger="commentclf.llm"):
+        tokens = PromptTokens.build(tok, PROMPT, NAMES, max_length=400)
+    assert first_token_groups(tokens.answers) == [["pro_ukraine", "pro_russia"]]
+    assert "begin with the same token" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="commentclf.llm"):
+        tokens = PromptTokens.build(tok, PROMPT_W, NAMES, max_length=400, words=WORDS)
+    assert first_token_groups(tokens.answers) == [] and caplog.text == ""
+    assert tok.decode(tokens.answers["pro_russia"][:-1]) == '{"label": "Russie"}'
+
+
+def test_generated_words_map_back_to_label_names(tiny_llm_folder, monkeypatch):
+    model, tok = load_base(str(tiny_llm_folder), "peft", "none", 512)
+    clf = LLMClassifier(model, tok, PROMPT_W, NAMES, 512, WORDS)
+    answers = ['{"label": "Russie"}', "Réponse : hors_sujet", '{"label": "pro_russia"}', ""]
+    monkeypatch.setattr(clf, "generate_raw", lambda texts, *a, **k: answers[: len(texts)])
+    labels, statuses = clf.predict_generate(TEXTS[:4], fallback_label="pro_ukraine")
+    # the name is not an answer word any more: it fails and falls back (counted), as any other unknown word
+    assert labels == ["pro_russia", "off_topic", "pro_ukraine", "pro_ukraine"]
+    assert statuses == ["ok", "recovered", "failed", "failed"]
+
+
+def test_load_defaults_to_the_training_quantisation(trained, caplog):
+    out, _ = trained
+    meta = json.loads((out / "commentclf.json").read_text())
+    assert type(LLMClassifier.load(out).model).__name__ == "LlamaForCausalLM"  # none (from the file): merged
+    meta["quantize"] = "4bit"
+    (out / "commentclf.json").write_text(json.dumps(meta))
+    try:
+        with caplog.at_level("WARNING", logger="commentclf.llm"):
+            LLMClassifier.load(out, quantize="none")
+        assert "trained with quantize=4bit, loaded with quantize=none" in caplog.text
+    finally:
+        meta["quantize"] = "none"
+        (out / "commentclf.json").write_text(json.dumps(meta))

@@ -27,6 +27,12 @@ def test_classification_prompt_english_and_prefix_is_shared():
     assert p.full("a").startswith(p.prefix) and p.full("b").startswith(p.prefix)
 
 
+def test_answer_words_replace_names_in_the_label_list():
+    words = {"pro_ukraine": "Ukraine", "pro_russia": "Russia", "off_topic": "neutral"}
+    p = classification_prompt(LABELS, "en", "Tweets.", words)
+    assert "- Russia : penche du côté russe" in p.prefix and "pro_russia" not in p.prefix
+
+
 def test_completion_is_json():
     assert json.loads(label_completion("pro_russia")) == {"label": "pro_russia"}
 

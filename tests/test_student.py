@@ -11,8 +11,10 @@ from commentclf.student import (
     class_weights,
     frozen_head_baseline,
     load_student,
+    one_hot,
     predict_proba,
     train_student,
+    weighted_soft_cross_entropy,
 )
 
 LABELS = ["pro_ukraine", "pro_russia", "off_topic"]
@@ -31,8 +33,27 @@ GOLD = [label for label in LABELS for _ in range(3)]
 
 
 def test_class_weights_balance_the_rare_label():
-    w = class_weights([0, 0, 0, 0, 1, 2, 2, 2], 3)
+    w = class_weights(one_hot(["a", "a", "a", "a", "b", "c", "c", "c"], ["a", "b", "c"]))
     assert w[1] > w[2] > w[0] and torch.isclose((w * torch.tensor([4, 1, 3])).sum(), torch.tensor(8.0))
+    soft = np.array([[0.5, 0.5, 0.0], [0.5, 0.0, 0.5]])  # expected counts 1, 0.5, 0.5
+    assert torch.allclose(class_weights(soft), torch.tensor([2 / 3, 4 / 3, 4 / 3]))
+
+
+def test_soft_cross_entropy_is_weighted_cross_entropy_on_one_hot_targets():
+    torch.manual_seed(0)
+    logits, y, w = torch.randn(5, 3), torch.tensor([0, 2, 1, 1, 0]), torch.tensor([0.5, 2.0, 1.0])
+    targets = torch.nn.functional.one_hot(y, 3).float()
+    expected = torch.nn.functional.cross_entropy(logits, y, weight=w)
+    assert torch.allclose(weighted_soft_cross_entropy(logits, targets, w), expected)
+    # a soft target is minimised by predicting that distribution
+    target = torch.tensor([[0.7, 0.2, 0.1]])
+    free = torch.zeros(1, 3, requires_grad=True)
+    optimizer = torch.optim.SGD([free], lr=1.0)
+    for _ in range(500):
+        optimizer.zero_grad()
+        weighted_soft_cross_entropy(free, target, torch.ones(3)).backward()
+        optimizer.step()
+    assert torch.allclose(torch.softmax(free, -1), target, atol=1e-3)
 
 
 def test_mean_pooling_ignores_padding(e5_folder):

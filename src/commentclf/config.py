@@ -7,6 +7,7 @@ instead of surfacing minutes later as a KeyError inside a stage.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -121,6 +122,14 @@ class LLMConfig(Section):
     """`auto`: unsloth where CUDA and the gpu extra exist, else peft + trl."""
     quantize: Literal["none", "4bit"] = "none"
     """`4bit`: QLoRA (NF4 weights through bitsandbytes, or unsloth's 4-bit loader)."""
+    answers: list[str] = []
+    """The word the LLM is taught to write for each label, in the order of `labels` (`{"label": "<word>"}`;
+    the prompt lists the labels by these words); empty: the label names. A list, not a mapping, so that a
+    profile with other labels replaces it whole. Choose words that differ at their first
+    token (`Ukraine`, `Russia` rather than `pro_ukraine`, `pro_russia`): labels whose answers share a first
+    token split its probability, greedy `generate` commits to that shared token before the rest of the
+    answer, and `score`, which compares whole answers, then disagrees (llm_finetune warns). One-token
+    words (`Russia`, `neutral` for SmolLM2) also cost `score` no extra position."""
     use_synthetic: bool = False
     """Add the kept synthetic comments to the training rows."""
     balance: bool = True
@@ -193,7 +202,13 @@ class StudentConfig(Section):
     use_pseudo: bool = True
     """Train on the kept pseudo-labels of llm_label as well as the train split."""
     pseudo_floor: float = Field(default=0.5, ge=0, le=1)
-    """Pseudo-labels below this ensemble confidence are left out (on top of label.confidence_floor)."""
+    """Pseudo-labels below this ensemble confidence are left out (on top of label.confidence_floor, which
+    applies to hard targets only)."""
+    pseudo_target: Literal["hard", "soft"] = "hard"
+    """`hard`: the kept pseudo-labels as labels (cross-entropy). `soft`: every labelled pool row with
+    confidence >= pseudo_floor, trained towards the ensemble's whole calibrated distribution (cross-entropy
+    with soft targets, i.e. distillation): an uncertain row still teaches which labels are plausible, so
+    the floor can be low and far more pool rows are used."""
     use_synthetic: bool = False
     """Add the kept synthetic comments."""
     lr: float = Field(default=5e-5, gt=0)
@@ -281,6 +296,14 @@ class Params(Section):
         names = [label.name for label in self.labels]
         if len(set(names)) != len(names):
             raise ValueError(f"labels: duplicate label names in {names}")
+        if self.llm.answers and len(self.llm.answers) != len(names):
+            raise ValueError(f"llm.answers: {len(self.llm.answers)} words for {len(names)} labels {names}")
+        words = list(self.llm_answers.values())
+        if len(set(words)) != len(words):
+            raise ValueError(f"llm.answers: two labels have the same answer word in {words}")
+        bad = [w for w in words if not re.fullmatch(r"[A-Za-z0-9_\-]+", w)]
+        if bad:
+            raise ValueError(f"llm.answers: {bad} must be single words (letters, digits, '_' and '-')")
         if self.minority_label not in names:
             raise ValueError(f"minority_label: {self.minority_label!r} is not one of the labels {names}")
         if self.llm.fallback_label is not None and self.llm.fallback_label not in names:
@@ -292,6 +315,11 @@ class Params(Section):
     @property
     def label_names(self) -> list[str]:
         return [label.name for label in self.labels]
+
+    @property
+    def llm_answers(self) -> dict[str, str]:
+        """Label name -> the word the LLM classifier answers for it."""
+        return dict(zip(self.label_names, self.llm.answers or self.label_names))
 
 
 class ParamsError(ValueError):

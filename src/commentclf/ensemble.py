@@ -14,17 +14,25 @@ import numpy as np
 from commentclf.metrics import classification_report
 
 
+def gate_proba(p_setfit: np.ndarray, p_llm: np.ndarray, gate_index: int) -> np.ndarray:
+    """The original's rule as a distribution: SetFit's row where SetFit says `gate_index`, else the LLM's."""
+    trust_setfit = p_setfit.argmax(1) == gate_index
+    return np.where(trust_setfit[:, None], p_setfit, p_llm)
+
+
+def soft_proba(p_setfit: np.ndarray, p_llm: np.ndarray, weight: float) -> np.ndarray:
+    return (1 - weight) * p_setfit + weight * p_llm
+
+
 def gate(p_setfit: np.ndarray, p_llm: np.ndarray, gate_index: int) -> tuple[np.ndarray, np.ndarray]:
-    s_arg, l_arg = p_setfit.argmax(1), p_llm.argmax(1)
-    rows = np.arange(len(p_setfit))
-    trust_setfit = s_arg == gate_index
-    pred = np.where(trust_setfit, gate_index, l_arg)
-    conf = np.where(trust_setfit, p_setfit[rows, s_arg], p_llm[rows, l_arg])
-    return pred, conf
+    """(label index, confidence) under the gate rule."""
+    p = gate_proba(p_setfit, p_llm, gate_index)
+    return p.argmax(1), p.max(1)
 
 
 def soft(p_setfit: np.ndarray, p_llm: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
-    p = (1 - weight) * p_setfit + weight * p_llm
+    """(label index, confidence) under the soft rule."""
+    p = soft_proba(p_setfit, p_llm, weight)
     return p.argmax(1), p.max(1)
 
 

@@ -73,11 +73,21 @@ class PromptTokens:
     max_length: int
 
     @classmethod
-    def build(cls, tokenizer, prompt: ClassificationPrompt, labels: list[str], max_length: int) -> PromptTokens:
+    def build(
+        cls,
+        tokenizer,
+        prompt: ClassificationPrompt,
+        labels: list[str],
+        max_length: int,
+        words: dict[str, str] | None = None,
+    ) -> PromptTokens:
+        """`words`: label name -> the word written in the answer (default: the name)."""
+        words = words or {}
         prefix = tokenizer(prompt.prefix)["input_ids"]  # with the tokenizer's own leading special token, if any
         suffix = tokenizer(prompt.suffix, add_special_tokens=False)["input_ids"]
         answers = {
-            name: tokenizer(label_completion(name), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            name: tokenizer(label_completion(words.get(name, name)), add_special_tokens=False)["input_ids"]
+            + [tokenizer.eos_token_id]
             for name in labels
         }
         longest = max(map(len, answers.values()))
@@ -85,6 +95,14 @@ class PromptTokens:
             raise LLMError(
                 f"llm.max_length={max_length} leaves no room for the comment: the instruction alone "
                 f"takes {len(prefix) + len(suffix) + longest} tokens"
+            )
+        shared = first_token_groups(answers)
+        if shared:
+            log.warning(
+                "LLM answers %s begin with the same token: greedy `generate` picks that token on the labels' "
+                "summed probability and can then disagree with `score`; give the labels answers that differ "
+                "at their first token (labels[].answer in params)",
+                shared,
             )
         return cls(prefix, suffix, answers, max_length)
 
@@ -95,6 +113,23 @@ class PromptTokens:
 
     def prompt(self, tokenizer, text: str) -> list[int]:
         return self.prefix + self.comment(tokenizer, text) + self.suffix
+
+
+def common_start(answers: list[list[int]]) -> int:
+    """How many leading tokens every answer shares (`{"label": "`), leaving each at least one of its own."""
+    common = 0
+    while all(len(a) > common + 1 for a in answers) and len({a[common] for a in answers}) == 1:
+        common += 1
+    return common
+
+
+def first_token_groups(answers: dict[str, list[int]]) -> list[list[str]]:
+    """Labels whose answers, after the start they all share (`{"label": "`), begin with the same token."""
+    common = common_start(list(answers.values()))
+    groups: dict[int, list[str]] = {}
+    for name, a in answers.items():
+        groups.setdefault(a[common], []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
 
 
 def training_rows(tokenizer, tokens: PromptTokens, texts: list[str], labels: list[str]) -> list[dict]:
@@ -184,8 +219,10 @@ def finetune(
     prompt: ClassificationPrompt,
     s: TrainSettings,
     out_dir: Path,
+    words: dict[str, str] | None = None,
 ) -> dict:
-    """Train a LoRA adapter on (text, label) and save the adapter (never a merged model) to `out_dir`."""
+    """Train a LoRA adapter on (text, label) and save the adapter (never a merged model) to `out_dir`.
+    `words`: label name -> the word the model is taught to answer (default: the name)."""
     import torch
     from datasets import Dataset
     from transformers import set_seed
@@ -194,7 +231,7 @@ def finetune(
     # Seed before the LoRA matrices are created (SFTTrainer wraps the model before Trainer seeds itself).
     set_seed(s.seed)
     model, tokenizer = load_base(model_name, backend, s.quantize, s.max_length)
-    tokens = PromptTokens.build(tokenizer, prompt, label_names, s.max_length)
+    tokens = PromptTokens.build(tokenizer, prompt, label_names, s.max_length, words)
     dataset = Dataset.from_list(training_rows(tokenizer, tokens, texts, labels))
 
     peft_config = None
@@ -266,6 +303,8 @@ def finetune(
             {
                 "base_model": model_name,
                 "labels": label_names,
+                "answers": {name: (words or {}).get(name, name) for name in label_names},
+                "quantize": s.quantize,  # an adapter trained on a 4-bit base is scored on a 4-bit base
                 "max_length": s.max_length,
                 "prompt_prefix": prompt.prefix,
                 "prompt_suffix": prompt.suffix,
@@ -290,32 +329,52 @@ def finetune(
 
 
 class LLMClassifier:
-    def __init__(self, model, tokenizer, prompt: ClassificationPrompt, labels: list[str], max_length: int):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        prompt: ClassificationPrompt,
+        labels: list[str],
+        max_length: int,
+        words: dict[str, str] | None = None,
+    ):
         import torch
 
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.labels = labels
-        self.tokens = PromptTokens.build(tokenizer, prompt, labels, max_length)
+        self.words = {name: (words or {}).get(name, name) for name in labels}  # label -> answer word
+        self.tokens = PromptTokens.build(tokenizer, prompt, labels, max_length, self.words)
         self.device = next(model.parameters()).device
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._torch = torch
         self._prefix_cache = None
 
     @classmethod
-    def load(cls, adapter_dir: str | Path, base_model: str | None = None, quantize: str = "none"):
-        """Load base model + adapter saved by `finetune` (works for adapters trained by either backend)."""
+    def load(cls, adapter_dir: str | Path, base_model: str | None = None, quantize: str | None = None):
+        """Load base model + adapter saved by `finetune` (works for adapters trained by either backend).
+
+        `quantize` None: the base as it was trained (4-bit for QLoRA). A QLoRA adapter learns the error of
+        the 4-bit weights too: on the GPU check, the same SmolLM2 adapter scored dev macro-F1 0.451 on its
+        4-bit base and 0.184 (one label for everything) merged into the bf16 base."""
         from peft import PeftModel
 
         adapter_dir = Path(adapter_dir)
         meta = json.loads((adapter_dir / "commentclf.json").read_text())
+        trained = meta.get("quantize", "none")
+        if quantize is None:
+            quantize = trained
+        elif quantize != trained:
+            log.warning(
+                "adapter %s was trained with quantize=%s, loaded with quantize=%s", adapter_dir, trained, quantize
+            )
         model, tokenizer = load_base(base_model or meta["base_model"], "peft", quantize, meta["max_length"])
         model = PeftModel.from_pretrained(model, str(adapter_dir))
         if quantize == "none":
             # Fold the LoRA weights into the base matrices: same outputs, no extra matmuls per layer.
             model = model.merge_and_unload()
         prompt = ClassificationPrompt(meta["prompt_prefix"], meta["prompt_suffix"])
-        return cls(model, tokenizer, prompt, meta["labels"], meta["max_length"])
+        return cls(model, tokenizer, prompt, meta["labels"], meta["max_length"], meta.get("answers"))
 
     # ---- generate ---------------------------------------------------------------------------------
 
@@ -349,8 +408,10 @@ class LLMClassifier:
         self, texts: list[str], fallback_label: str, batch_size: int = 8, max_new_tokens: int = 16
     ) -> tuple[list[str], list[str]]:
         """(labels, statuses); a failed parse becomes `fallback_label` with status 'failed'."""
-        parsed = [parse_label(o, self.labels) for o in self.generate_raw(texts, batch_size, max_new_tokens)]
-        return [p.label or fallback_label for p in parsed], [p.status for p in parsed]
+        by_word = {word: name for name, word in self.words.items()}
+        outputs = self.generate_raw(texts, batch_size, max_new_tokens)
+        parsed = [parse_label(o, list(by_word)) for o in outputs]
+        return [by_word.get(p.label, fallback_label) for p in parsed], [p.status for p in parsed]
 
     # ---- score --------------------------------------------------------------------------------------
 
@@ -373,9 +434,7 @@ class LLMClassifier:
         prefix of another.
         """
         answers = [self.tokens.answers[name] for name in self.labels]
-        common = 0
-        while all(len(a) > common + 1 for a in answers) and len({a[common] for a in answers}) == 1:
-            common += 1
+        common = common_start(answers)
         tails = [a[common:] for a in answers]
         k = 0
         while all(len(t) > k + 1 for t in tails) and len({t[-1 - k] for t in tails}) == 1:
@@ -411,6 +470,11 @@ class LLMClassifier:
         for q, (_, parent, _) in enumerate(nodes):
             if parent >= 0:
                 ancestor[q] |= ancestor[parent]
+        # Only nodes with children are fed: a leaf's probability is read at its parent, and nothing is read
+        # after it (one-token answers such as "Russia" or "neutral" cost no extra position at all).
+        fed = sorted({parent for _, parent, _ in nodes if parent >= 0})
+        slot = {node: j for j, node in enumerate(fed)}
+        ancestor = ancestor[fed][:, fed]
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
         # Batches of similar length waste less compute on padding; results go back to the input order.
         all_contexts = [self.comment_context(t) + shared for t in texts]
@@ -421,9 +485,9 @@ class LLMClassifier:
             for i in rows:
                 ctx = all_contexts[i]
                 c = len(ctx)
-                seqs.append(list(ctx) + [token for token, _, _ in nodes])
-                positions.append(list(range(p, p + c)) + [p + c + depth for _, _, depth in nodes])
-                n = c + len(nodes)
+                seqs.append(list(ctx) + [nodes[node][0] for node in fed])
+                positions.append(list(range(p, p + c)) + [p + c + nodes[node][2] for node in fed])
+                n = c + len(fed)
                 allowed = torch.zeros((n, n), dtype=torch.bool)
                 allowed[:c, :c] = torch.ones((c, c), dtype=torch.bool).tril()  # the comment: causal
                 allowed[c:, :c] = True  # every answer token sees the whole comment
@@ -431,7 +495,7 @@ class LLMClassifier:
                 masks.append(allowed)
                 # logits at a position predict the next token: a label's first token is read at the
                 # comment's last position, each later token at its parent node.
-                reads.append([[c - 1] + [c + node for node in path[:-1]] for path in paths])
+                reads.append([[c - 1] + [c + slot[node] for node in path[:-1]] for path in paths])
             width = max(map(len, seqs))
             b = len(seqs)
             input_ids = torch.full((b, width), self.pad_id, dtype=torch.long)
@@ -455,7 +519,7 @@ class LLMClassifier:
                     past_key_values=cache,
                     use_cache=True,
                     cache_position=torch.arange(p, p + width, device=self.device),
-                    # the vocabulary projection only where a branch token is read (a tenth of the positions)
+                    # the vocabulary projection only where an answer token is read (a few of ~50 positions)
                     logits_to_keep=torch.tensor(keep, device=self.device),
                 ).logits
             logp = torch.log_softmax(logits.float(), dim=-1).cpu()

@@ -2,7 +2,8 @@
 
 Two prompts:
 * the classification prompt (Alpaca-style, as in the original): an instruction listing every label with
-  its description, then `### Comment:` and the text, then `### Response:`; the answer is `{"label": "<name>"}`.
+  its description, then `### Comment:` and the text, then `### Response:`; the answer is `{"label": "<word>"}`
+  (`llm.answers`, by default the label's name).
   It is split into a *prefix* identical for every comment, the comment, and a *suffix*, and each part is
   tokenised on its own, so training, `generate` and `score` (which caches the prefix) see the same tokens;
 * the synthetic-generation prompt: a short neutral context, the label's description, ONE real example of
@@ -62,8 +63,8 @@ TEMPLATES = {
 SYNTH_ANSWER_START = '{"text": "'
 
 
-def _label_lines(labels: list[Label]) -> str:
-    return "\n".join(f"- {label.name} : {label.description}" for label in labels)
+def _label_lines(labels: list[Label], answers: dict[str, str]) -> str:
+    return "\n".join(f"- {answers.get(label.name, label.name)} : {label.description}" for label in labels)
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,13 @@ class ClassificationPrompt:
         return self.prefix + text + self.suffix
 
 
-def classification_prompt(labels: list[Label], language: str, context: str) -> ClassificationPrompt:
+def classification_prompt(
+    labels: list[Label], language: str, context: str, answers: dict[str, str] | None = None
+) -> ClassificationPrompt:
+    """`answers`: label name -> the word the model answers for it (llm.answers; default: the name)."""
     t = TEMPLATES[language]
     return ClassificationPrompt(
-        prefix=t["cls_instruction"].format(context=context, label_lines=_label_lines(labels)),
+        prefix=t["cls_instruction"].format(context=context, label_lines=_label_lines(labels, answers or {})),
         suffix=t["cls_suffix"],
     )
 

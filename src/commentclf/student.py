@@ -62,11 +62,26 @@ class StudentSettings:
     head_lr: float | None = None  # None: same as lr
 
 
-def class_weights(labels: list[int], n_labels: int) -> torch.Tensor:
-    """Inverse-frequency weights (sklearn's 'balanced'): the rare label counts as much as the others."""
-    counts = np.bincount(labels, minlength=n_labels).astype(float)
-    weights = len(labels) / (n_labels * np.maximum(counts, 1))
+def class_weights(targets: np.ndarray) -> torch.Tensor:
+    """Inverse-frequency weights (sklearn's 'balanced') from (n, labels) targets, one-hot or soft (expected
+    counts): the rare label counts as much as the others."""
+    counts = targets.sum(0)
+    weights = len(targets) / (targets.shape[1] * np.maximum(counts, 1e-6))  # an absent label weighs nothing anyway
     return torch.tensor(weights, dtype=torch.float32)
+
+
+def one_hot(labels: list[str], label_names: list[str]) -> np.ndarray:
+    out = np.zeros((len(labels), len(label_names)))
+    out[np.arange(len(labels)), [label_names.index(label) for label in labels]] = 1.0
+    return out
+
+
+def weighted_soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Class-weighted cross-entropy against target distributions. For one-hot targets it is exactly
+    `cross_entropy(logits, y, weight=weights)` (a weighted mean over the batch); for soft targets each label
+    of a row contributes its target probability times its weight."""
+    wt = targets * weights
+    return -(wt * torch.log_softmax(logits, -1)).sum() / wt.sum()
 
 
 def _load_model(body: str, head: str, label_names: list[str]):
@@ -105,13 +120,15 @@ def train_student(
     minority: str,
     s: StudentSettings,
     out_dir: Path | None = None,
+    targets: np.ndarray | None = None,
 ) -> dict:
-    """Fine-tune; after every epoch evaluate on dev and keep the best epoch (macro-F1). Saves to out_dir."""
+    """Fine-tune; after every epoch evaluate on dev and keep the best epoch (macro-F1). Saves to out_dir.
+    `targets`: (n, labels) target distributions (soft pseudo-labels); None: one-hot `labels`."""
     torch.manual_seed(s.seed)
     tokenizer = AutoTokenizer.from_pretrained(body)
     model = _load_model(body, s.head, label_names)
-    y = [label_names.index(label) for label in labels]
-    weights = class_weights(y, len(label_names))
+    target = torch.tensor(one_hot(labels, label_names) if targets is None else targets, dtype=torch.float32)
+    weights = class_weights(target.numpy())
     # The head (and the CLS pooler, which e5 lacks) starts from random weights while the encoder is
     # pre-trained: at the encoder's small lr the head barely moves in a few epochs (on RUW, 2 epochs at 5e-5
     # left the training loss at ln 3), so it gets a learning rate of its own.
@@ -148,7 +165,7 @@ def train_student(
                 return_tensors="pt",
             )
             logits = model(**enc).logits
-            loss = nn.functional.cross_entropy(logits, torch.tensor([y[i] for i in idx]), weight=weights)
+            loss = weighted_soft_cross_entropy(logits, target[idx], weights)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
