@@ -69,6 +69,7 @@ def main(
             s.prefix,
             cfg.seed,
             head_lr=s.head_lr,
+            select_on=s.select_on,
         )
         return train_student(body, texts, labels, *dev_args, **common, s=settings, out_dir=out, targets=targets)
 

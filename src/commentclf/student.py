@@ -60,6 +60,7 @@ class StudentSettings:
     prefix: str
     seed: int
     head_lr: float | None = None  # None: same as lr
+    select_on: str = "loss"  # dev metric that picks the epoch: loss (NLL), macro_f1 or minority_f1
 
 
 def class_weights(targets: np.ndarray) -> torch.Tensor:
@@ -122,7 +123,7 @@ def train_student(
     out_dir: Path | None = None,
     targets: np.ndarray | None = None,
 ) -> dict:
-    """Fine-tune; after every epoch evaluate on dev and keep the best epoch (macro-F1). Saves to out_dir.
+    """Fine-tune; after every epoch evaluate on dev and keep the best epoch (`s.select_on`). Saves to out_dir.
     `targets`: (n, labels) target distributions (soft pseudo-labels); None: one-hot `labels`."""
     torch.manual_seed(s.seed)
     tokenizer = AutoTokenizer.from_pretrained(body)
@@ -174,16 +175,20 @@ def train_student(
             losses.append(loss.item())
         proba = predict_proba(model, tokenizer, dev_texts, s.prefix, s.max_length)
         report = classification_report(dev_labels, [label_names[i] for i in proba.argmax(1)], label_names, minority)
+        gold = [label_names.index(label) for label in dev_labels]
+        dev_loss = float(-np.mean(np.log(np.maximum(proba[np.arange(len(gold)), gold], 1e-12))))
         history.append(
             {
                 "epoch": epoch,
                 "train_loss": float(np.mean(losses)),
+                "dev_loss": dev_loss,
                 "dev_macro_f1": report["macro_f1"],
                 "dev_minority_f1": report["minority_f1"],
             }
         )
-        if best is None or report["macro_f1"] > best[1]["macro_f1"]:
-            best = (epoch, report, copy.deepcopy(model.state_dict()))
+        score = -dev_loss if s.select_on == "loss" else report[s.select_on]
+        if best is None or score > best[3]:
+            best = (epoch, report, copy.deepcopy(model.state_dict()), score)
     seconds = time.perf_counter() - start
     model.load_state_dict(best[2])
     if out_dir is not None:
