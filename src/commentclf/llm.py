@@ -101,7 +101,7 @@ class PromptTokens:
             log.warning(
                 "LLM answers %s begin with the same token: greedy `generate` picks that token on the labels' "
                 "summed probability and can then disagree with `score`; give the labels answers that differ "
-                "at their first token (labels[].answer in params)",
+                "at their first token (llm.answers in params)",
                 shared,
             )
         return cls(prefix, suffix, answers, max_length)
@@ -230,6 +230,7 @@ def finetune(
 
     # Seed before the LoRA matrices are created (SFTTrainer wraps the model before Trainer seeds itself).
     set_seed(s.seed)
+    words = {name: (words or {}).get(name, name) for name in label_names}
     model, tokenizer = load_base(model_name, backend, s.quantize, s.max_length)
     tokens = PromptTokens.build(tokenizer, prompt, label_names, s.max_length, words)
     dataset = Dataset.from_list(training_rows(tokenizer, tokens, texts, labels))
@@ -303,7 +304,7 @@ def finetune(
             {
                 "base_model": model_name,
                 "labels": label_names,
-                "answers": {name: (words or {}).get(name, name) for name in label_names},
+                "answers": words,
                 "quantize": s.quantize,  # an adapter trained on a 4-bit base is scored on a 4-bit base
                 "max_length": s.max_length,
                 "prompt_prefix": prompt.prefix,

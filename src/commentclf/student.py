@@ -149,6 +149,7 @@ def train_student(
         return max(0.0, (total - step) / max(1, total - warmup))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    dev_gold = [label_names.index(label) for label in dev_labels]
     rng = np.random.default_rng(s.seed)
     best, history = None, []
     start = time.perf_counter()
@@ -175,8 +176,7 @@ def train_student(
             losses.append(loss.item())
         proba = predict_proba(model, tokenizer, dev_texts, s.prefix, s.max_length)
         report = classification_report(dev_labels, [label_names[i] for i in proba.argmax(1)], label_names, minority)
-        gold = [label_names.index(label) for label in dev_labels]
-        dev_loss = float(-np.mean(np.log(np.maximum(proba[np.arange(len(gold)), gold], 1e-12))))
+        dev_loss = float(-np.mean(np.log(np.maximum(proba[np.arange(len(dev_gold)), dev_gold], 1e-12))))
         history.append(
             {
                 "epoch": epoch,
