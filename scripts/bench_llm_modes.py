@@ -3,9 +3,8 @@
     python scripts/bench_llm_modes.py [--adapter models/llm] [--n 64] [--batch-sizes 4,8,16] [--threads 0]
 
 For each batch size both modes run twice, alternating (the second pass is reported, after warm-up). Prints
-one JSON line per batch size, then one with each mode at its fastest batch size. Batches hold comments of
-similar length (both modes sort by length), so a batch pays for its longest comment: small batches pad
-less, large ones amortise the per-call work.
+one JSON line per batch size, then one with each mode at its fastest batch size. Both modes batch comments
+of similar length: `generate` pads a batch to its longest prompt, `score` packs it into one unpadded row.
 """
 
 import json

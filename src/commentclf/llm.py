@@ -477,58 +477,56 @@ class LLMClassifier:
         slot = {node: j for j, node in enumerate(fed)}
         ancestor = ancestor[fed][:, fed]
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
-        # Batches of similar length waste less compute on padding; results go back to the input order.
+        # A batch is packed into ONE row: its comments follow each other, each with its own positions (all
+        # start right after the prefix) and a block of the attention mask, so no token is padding and the
+        # cached prefix is used as it is, never copied per comment. Comments of similar length go together
+        # so that the row's attention (quadratic in its width) stays small; results keep the input order.
         all_contexts = [self.comment_context(t) + shared for t in texts]
         order = sorted(range(len(texts)), key=lambda i: len(all_contexts[i]))
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
-            seqs, positions, masks, reads = [], [], [], []
+            seq: list[int] = []
+            positions: list[int] = []
+            blocks, reads = [], []
             for i in rows:
-                ctx = all_contexts[i]
+                ctx, o = all_contexts[i], len(seq)
                 c = len(ctx)
-                seqs.append(list(ctx) + [nodes[node][0] for node in fed])
-                positions.append(list(range(p, p + c)) + [p + c + nodes[node][2] for node in fed])
-                n = c + len(fed)
-                allowed = torch.zeros((n, n), dtype=torch.bool)
-                allowed[:c, :c] = torch.ones((c, c), dtype=torch.bool).tril()  # the comment: causal
-                allowed[c:, :c] = True  # every answer token sees the whole comment
-                allowed[c:, c:] = ancestor  # ... and its own earlier answer tokens, never a sibling's
-                masks.append(allowed)
+                seq += list(ctx) + [nodes[node][0] for node in fed]
+                positions += list(range(p, p + c)) + [p + c + nodes[node][2] for node in fed]
+                blocks.append((o, c))
                 # logits at a position predict the next token: a label's first token is read at the
                 # comment's last position, each later token at its parent node.
-                reads.append([[c - 1] + [c + slot[node] for node in path[:-1]] for path in paths])
-            width = max(map(len, seqs))
-            b = len(seqs)
-            input_ids = torch.full((b, width), self.pad_id, dtype=torch.long)
-            position_ids = torch.zeros((b, width), dtype=torch.long)
-            mask = torch.zeros((b, 1, width, p + width), dtype=torch.bool)
-            mask[:, :, :, :p] = True  # everyone sees the cached instruction prefix
-            for i, (seq, pos, allowed) in enumerate(zip(seqs, positions, masks)):
-                n = len(seq)
-                input_ids[i, :n] = torch.tensor(seq)
-                position_ids[i, :n] = torch.tensor(pos)
-                mask[i, 0, :n, p : p + n] = allowed
+                reads.append([[o + c - 1] + [o + c + slot[node] for node in path[:-1]] for path in paths])
+            width = len(seq)
+            mask = torch.zeros((1, 1, width, p + width), dtype=torch.bool)
+            mask[..., :p] = True  # everyone sees the cached instruction prefix
+            for o, c in blocks:
+                n = c + len(fed)
+                block = mask[0, 0, o : o + n, p + o : p + o + n]
+                block[:c, :c] = torch.ones((c, c), dtype=torch.bool).tril()  # the comment: causal
+                block[c:, :c] = True  # every answer token sees the whole comment
+                block[c:, c:] = ancestor  # ... and its own earlier answer tokens, never a sibling's
             keep = sorted({q for read in reads for at in read for q in at})
             cache = DynamicCache()
             for layer, (k, v) in enumerate(prefix_kv):
-                cache.update(k.expand(b, *k.shape[1:]), v.expand(b, *v.shape[1:]), layer)
+                cache.update(k, v, layer)
             with torch.no_grad():
                 logits = self.model(
-                    input_ids=input_ids.to(self.device),
-                    position_ids=position_ids.to(self.device),
+                    input_ids=torch.tensor([seq], device=self.device),
+                    position_ids=torch.tensor([positions], device=self.device),
                     attention_mask=mask.to(self.device),
                     past_key_values=cache,
                     use_cache=True,
                     cache_position=torch.arange(p, p + width, device=self.device),
-                    # the vocabulary projection only where an answer token is read (a few of ~50 positions)
+                    # the vocabulary projection only where an answer token is read (a few per comment)
                     logits_to_keep=torch.tensor(keep, device=self.device),
                 ).logits
-            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
-            column = {pos: c for c, pos in enumerate(keep)}
-            for i, read in enumerate(reads):
+            logp = torch.log_softmax(logits[0].float(), dim=-1).cpu()
+            column = {q: j for j, q in enumerate(keep)}
+            for i, read in zip(rows, reads):
                 for j, (path, at) in enumerate(zip(paths, read)):
                     tokens = [nodes[node][0] for node in path]
-                    out[rows[i], j] = float(logp[i, [column[q] for q in at], tokens].sum())  # (position, token) pairs
+                    out[i, j] = float(logp[[column[q] for q in at], tokens].sum())  # (position, token) pairs
         return out
 
     def comment_context(self, text: str) -> list[int]:
