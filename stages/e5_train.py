@@ -18,7 +18,7 @@ from commentclf.data import DataError, read_split
 from commentclf.metrics import write_json
 from commentclf.seeding import seed_everything
 from commentclf.stage import run
-from commentclf.student import StudentSettings, frozen_head_baseline, one_hot, train_student
+from commentclf.student import StudentSettings, frozen_head_baseline, one_hot, sharpen, train_student
 
 
 def main(
@@ -41,7 +41,7 @@ def main(
             if missing:
                 raise DataError(f"data/pseudo.parquet lacks {missing} (written by an older llm_label): rerun llm_label")
             pseudo = pseudo[pseudo.confidence >= s.pseudo_floor]
-            soft_targets = pseudo[proba_columns].to_numpy()
+            soft_targets = sharpen(pseudo[proba_columns].to_numpy(), s.soft_temperature)
             parts["pseudo"] = pseudo[["text", "label"]]
         else:
             parts["pseudo"] = pseudo[pseudo.kept & (pseudo.confidence >= s.pseudo_floor)][["text", "label"]]
@@ -97,6 +97,7 @@ def main(
         "history": chosen.get("history"),
         "rows": {name: len(df) for name, df in parts.items()},
         "pseudo_target": s.pseudo_target if s.use_pseudo else None,
+        "soft_temperature": s.soft_temperature if s.use_pseudo and s.pseudo_target == "soft" else None,
     }
     if s.compare_heads:
         others = {}

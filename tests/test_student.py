@@ -14,6 +14,7 @@ from commentclf.student import (
     one_hot,
     predict_proba,
     train_student,
+    sharpen,
     weighted_soft_cross_entropy,
 )
 
@@ -124,3 +125,14 @@ def test_onnx_export_quantise_and_parity(student, tmp_path, scheme, matmul_op):
     assert p8.shape == ref.shape and parity(ref, p8)["max_prob_diff"] < 0.2
     # Gather included: the 250k-row embedding table is int8 too, so the file is ~4x smaller than fp32
     assert fp32.stat().st_size / int8.stat().st_size > 3.5
+
+
+def test_sharpen_raises_the_top_label_and_keeps_argmax_and_one_hot_rows():
+    targets = np.array([[0.46, 0.30, 0.24], [0.0, 1.0, 0.0], [0.2, 0.3, 0.5]])
+    sharp = sharpen(targets, 0.5)
+    assert np.allclose(sharp.sum(1), 1)
+    assert (sharp.argmax(1) == targets.argmax(1)).all()
+    assert (sharp.max(1)[[0, 2]] > targets.max(1)[[0, 2]]).all()
+    assert np.array_equal(sharp[1], targets[1])
+    assert np.allclose(sharp[0], np.array([0.46, 0.30, 0.24]) ** 2 / (0.46**2 + 0.30**2 + 0.24**2))
+    assert sharpen(targets, 1.0) is targets

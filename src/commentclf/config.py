@@ -209,6 +209,11 @@ class StudentConfig(Section):
     confidence >= pseudo_floor, trained towards the ensemble's whole calibrated distribution (cross-entropy
     with soft targets, i.e. distillation): an uncertain row still teaches which labels are plausible, so
     the floor can be low and far more pool rows are used."""
+    soft_temperature: float = Field(default=1.0, gt=0, le=1)
+    """`soft` targets are sharpened, p ** (1 / T) renormalised, before training; 1 = the ensemble's
+    distribution as it is. On RUW the calibrated ensemble's top probability is 0.33-0.46 on every pool
+    tweet: a student that copies such flat targets keeps margins so small that int8 rounding flips its
+    argmax on ~3 % of texts."""
     use_synthetic: bool = False
     """Add the kept synthetic comments."""
     lr: float = Field(default=5e-5, gt=0)

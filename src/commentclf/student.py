@@ -77,6 +77,15 @@ def one_hot(labels: list[str], label_names: list[str]) -> np.ndarray:
     return out
 
 
+def sharpen(targets: np.ndarray, temperature: float) -> np.ndarray:
+    """Target distributions raised to 1/temperature and renormalised (MixMatch's sharpening): below 1 the
+    top label gains weight, the argmax never changes, and one-hot rows stay one-hot."""
+    if temperature == 1.0:
+        return targets
+    powered = np.power(targets, 1.0 / temperature)
+    return powered / powered.sum(1, keepdims=True)
+
+
 def weighted_soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Class-weighted cross-entropy against target distributions. For one-hot targets it is exactly
     `cross_entropy(logits, y, weight=weights)` (a weighted mean over the batch); for soft targets each label
