@@ -109,6 +109,8 @@ def test_finetune_learns_and_saves_adapter_only(trained):
     meta = json.loads((out / "commentclf.json").read_text())
     assert meta["labels"] == NAMES and meta["prompt_prefix"] == PROMPT_W.prefix
     assert meta["answers"] == WORDS and meta["quantize"] == "none"
+    modules = json.loads((out / "adapter_config.json").read_text())["target_modules"]
+    assert modules == sorted(modules)  # peft writes a set: sorted, the adapter's bytes do not depend on the hash seed
 
 
 def test_generate_follows_the_answer_tree_greedily(trained):

@@ -35,6 +35,10 @@ def test_every_stage_ran_and_wrote_its_outputs(smoke_repo):
     assert (smoke_repo / "models/llm/adapter_model.safetensors").is_file()
     assert (smoke_repo / "models/student/config.json").is_file()
     assert list((smoke_repo / "models/onnx/int8").glob("*quantized.onnx"))
+    # saved models do not depend on where the repository lives nor on the hash seed (DVC hashes them)
+    setfit_config = list(json.loads((smoke_repo / "models/setfit/config_setfit.json").read_text()))
+    assert setfit_config == sorted(setfit_config)
+    assert 'from_pretrained("models/setfit")' in (smoke_repo / "models/setfit/README.md").read_text()
     pseudo = pd.read_parquet(smoke_repo / "data/pseudo.parquet")
     assert len(pseudo) == 24 and set(pseudo.columns) >= {
         "id",

@@ -13,8 +13,8 @@ from commentclf.student import (
     load_student,
     one_hot,
     predict_proba,
-    train_student,
     sharpen,
+    train_student,
     weighted_soft_cross_entropy,
 )
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from commentclf.parsing import parse_label
 from commentclf.prompts import ClassificationPrompt, label_completion
+from commentclf.seeding import canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +300,7 @@ def finetune(
     seconds = time.perf_counter() - start
     trainer.model.save_pretrained(str(out_dir))  # a PeftModel saves the adapter only
     tokenizer.save_pretrained(str(out_dir))
+    canonical_json(out_dir / "adapter_config.json", sorted_lists=("target_modules",))
     (out_dir / "commentclf.json").write_text(
         json.dumps(
             {

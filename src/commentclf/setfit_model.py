@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from commentclf.metrics import classification_report
+from commentclf.seeding import canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,12 @@ def train_setfit(
         if best is None or scores[c] > scores[best[0]]:
             best = (c, head)
     model.model_head = best[1]
+    # The same bytes wherever the repository lives and whatever the hash seed (DVC hashes this folder):
+    # setfit names the model in its card after the save path only when that lies under the temp dir,
+    # and writes its config from a set.
+    model.model_card_data.model_id = str(out_dir)
     model.save_pretrained(str(out_dir))
+    canonical_json(Path(out_dir) / "config_setfit.json")
 
     proba = model.model_head.predict_proba(x_dev)
     report = classification_report(dev_labels, [labels[i] for i in proba.argmax(1)], labels, minority)
