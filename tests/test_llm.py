@@ -86,6 +86,7 @@ def test_prompt_tokens_cut_long_comments(tiny_llm_folder):
 def test_score_equals_naive_forward_passes(tiny_llm_folder):
     model, tok = load_base(str(tiny_llm_folder), "peft", "none", 512)
     clf = LLMClassifier(model, tok, PROMPT, NAMES, 512)
+    assert clf.block_attention  # each comment of a packed row attends to the prefix and itself only
     proba = clf.score(TEXTS + ["x" * 3000], batch_size=3)  # ragged batch, one comment cut
     assert proba.shape == (7, 3) and np.allclose(proba.sum(1), 1)
     for text, p in zip(TEXTS + ["x" * 3000], proba):
@@ -93,6 +94,28 @@ def test_score_equals_naive_forward_passes(tiny_llm_folder):
         ref = np.exp(lp - lp.max())
         assert np.allclose(p, ref / ref.sum(), atol=1e-5)
     assert np.allclose(clf.score(TEXTS, batch_size=1), proba[:6], atol=1e-5)  # batching changes nothing
+    clf.block_attention = False  # one mask over the whole packed row: the same numbers
+    assert np.allclose(clf.score(TEXTS + ["x" * 3000], batch_size=3), proba, atol=1e-5)
+
+
+def test_block_attention_leaves_generate_and_other_attentions_alone(tiny_llm_folder):
+    import torch
+
+    from commentclf.llm import use_block_attention
+
+    plain, tok = load_base(str(tiny_llm_folder), "peft", "none", 512)
+    switched, _ = load_base(str(tiny_llm_folder), "peft", "none", 512)
+    assert use_block_attention(switched) and switched.config._attn_implementation == "commentclf_blocks"
+    ids = torch.tensor([tok("Armons l'Ukraine !")["input_ids"]] * 2)
+    ids[0, :2] = tok.eos_token_id  # left padding in one row: the mask path too
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0
+    with torch.no_grad():
+        a = plain.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
+        b = switched.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
+    assert torch.equal(a, b)
+    plain.set_attn_implementation("eager")
+    assert not use_block_attention(plain) and plain.config._attn_implementation == "eager"
 
 
 @pytest.fixture(scope="module")
