@@ -103,6 +103,7 @@ def peft_load(adapter: Path, params: Path, metrics: Path) -> None:
             fallback,
             cfg.llm.predict_batch_size,
             cfg.llm.max_new_tokens,
+            cfg.llm.score_batch_size,
         )
         report["unsloth_imported"] = "unsloth" in sys.modules
         report["device"] = str(clf.device)

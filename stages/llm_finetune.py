@@ -60,7 +60,14 @@ def main(
     fallback = s.fallback_label or train["label"].value_counts().idxmax()
     clf = LLMClassifier.load(out_dir, base, s.quantize)
     dev_eval = evaluate_llm(
-        clf, dev.text.tolist(), dev.label.tolist(), cfg.minority_label, fallback, s.predict_batch_size, s.max_new_tokens
+        clf,
+        dev.text.tolist(),
+        dev.label.tolist(),
+        cfg.minority_label,
+        fallback,
+        s.predict_batch_size,
+        s.max_new_tokens,
+        s.score_batch_size,
     )
     report = {
         "backend": backend,

@@ -31,7 +31,7 @@ def main(
     seed_everything(cfg.seed)
     setfit = load_setfit("models/setfit")
     llm = LLMClassifier.load("models/llm", quantize=cfg.llm.quantize)
-    bs = cfg.llm.predict_batch_size
+    bs = cfg.llm.score_batch_size  # the LLM only scores here
 
     # Dev: every candidate side by side; the soft weight is picked here, never on test.
     dev = read_split("dev")

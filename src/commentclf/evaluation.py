@@ -16,17 +16,20 @@ def evaluate_llm(
     fallback_label: str,
     batch_size: int,
     max_new_tokens: int,
+    score_batch_size: int | None = None,
 ) -> dict:
+    """Both modes on the same rows; `batch_size` for generate, `score_batch_size` (default the same) for score."""
+    score_batch_size = score_batch_size or batch_size
     labels = clf.labels
     # Untimed warm-up of both modes on one batch: the first calls pay one-off costs (score's prefix cache,
     # torch's allocator and kernel selection) that weigh on a few dozen dev comments, not on a pool.
     clf.predict_generate(texts[:batch_size], fallback_label, batch_size, max_new_tokens)
-    clf.score(texts[:batch_size], batch_size)
+    clf.score(texts[:score_batch_size], score_batch_size)
     start = time.perf_counter()
     gen_labels, statuses = clf.predict_generate(texts, fallback_label, batch_size, max_new_tokens)
     gen_ms = 1000 * (time.perf_counter() - start) / max(1, len(texts))
     start = time.perf_counter()
-    proba = clf.score(texts, batch_size)
+    proba = clf.score(texts, score_batch_size)
     score_ms = 1000 * (time.perf_counter() - start) / max(1, len(texts))
     score_labels = [labels[i] for i in proba.argmax(1)]
     parsed = [i for i, s in enumerate(statuses) if s == "ok"]
