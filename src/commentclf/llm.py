@@ -394,12 +394,14 @@ class LLMClassifier:
         import torch
 
         self.model = model.eval()
-        self.block_attention = use_block_attention(model)
         self.tokenizer = tokenizer
         self.labels = labels
         self.words = {name: (words or {}).get(name, name) for name in labels}  # label -> answer word
         self.tokens = PromptTokens.build(tokenizer, prompt, labels, max_length, self.words)
         self.device = next(model.parameters()).device
+        # CPU only: there attention costs FLOPs that blocks save; on a GPU one masked kernel over the row is
+        # cheap and a loop over comments adds kernel launches (the GPU path stays as measured, one mask).
+        self.block_attention = self.device.type == "cpu" and use_block_attention(model)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._torch = torch
         self._prefix_cache = None
