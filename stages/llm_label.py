@@ -89,13 +89,20 @@ def main(
     }
     if lc.gold:
         truth, _ = load_labeled(lc.gold, cfg.data, labels)
-        matched = kept.merge(truth[["text", "label"]].rename(columns={"label": "gold"}), on="text")
+        matched = pseudo.merge(truth[["text", "label"]].rename(columns={"label": "gold"}), on="text")
+        hits = matched[matched.kept]
         report["pseudo_label_accuracy"] = {
             "rows_matched": len(matched),
-            "kept_accuracy": float((matched.label == matched.gold).mean()) if len(matched) else None,
-            "kept": classification_report(matched.gold.tolist(), matched.label.tolist(), labels, minority)
-            if len(matched)
+            "rows_kept_matched": len(hits),
+            "kept_accuracy": float((hits.label == hits.gold).mean()) if len(hits) else None,
+            "kept": classification_report(hits.gold.tolist(), hits.label.tolist(), labels, minority)
+            if len(hits)
             else None,
+            # every labelled row, before the floor: what the floor buys, and each teacher alone
+            "all_rows_accuracy": {
+                column: float((matched[column] == matched.gold).mean()) if len(matched) else None
+                for column in ("label", "setfit_label", "llm_label")
+            },
         }
     write_json(metrics, report)
     Console().print({k: report[k] for k in ("rule", "soft_weight", "rows_labelled", "rows_kept", "class_mix_kept")})

@@ -59,6 +59,8 @@ def test_metrics_are_complete_and_finite(smoke_repo):
     assert set(llm["dev"]["ms_per_comment"]) == {"generate", "score"} and "failure_rate" in llm["dev"]["parse"]
     label = json.loads((smoke_repo / "metrics/label.json").read_text())
     assert set(label["dev"]) == {"setfit", "llm", "gate", "soft"}
+    gold = label["pseudo_label_accuracy"]  # label.gold set by the smoke profile
+    assert gold["rows_matched"] == 0 and set(gold["all_rows_accuracy"]) == {"label", "setfit_label", "llm_label"}
     synth = json.loads((smoke_repo / "metrics/synth.json").read_text())
     assert synth["generated"] == synth["kept"] + sum(synth["rejected"].values())
     onnx = json.loads((smoke_repo / "metrics/onnx.json").read_text())
