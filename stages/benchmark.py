@@ -64,7 +64,7 @@ def main(
     def ensemble(batch):  # the rule, weight and calibration that llm_label chose on dev
         calib = label_report["calibration"]
         ps = apply_calibration(setfit_proba(setfit, batch, cfg.setfit.prefix), calib["setfit"])
-        pl = apply_calibration(llm.score(batch), calib["llm"])
+        pl = apply_calibration(llm.score(batch, cfg.llm.score_batch_size), calib["llm"])
         if label_report["rule"] == "gate":
             pred, _ = gate(ps, pl, labels.index(cfg.label.gate_label))
             return np.eye(len(labels))[pred]
@@ -73,7 +73,7 @@ def main(
     base_llm = read_manifest()["llm"]
     models = {  # name -> (texts -> probabilities, uses torch threads, latency runs, size in MB)
         "setfit": (lambda x: setfit_proba(setfit, x, cfg.setfit.prefix), b.latency_runs, dir_mb("models/setfit")),
-        "llm": (lambda x: llm.score(x), b.llm_latency_runs, dir_mb(base_llm, "models/llm")),
+        "llm": (lambda x: llm.score(x, cfg.llm.score_batch_size), b.llm_latency_runs, dir_mb(base_llm, "models/llm")),
         "ensemble": (ensemble, b.llm_latency_runs, dir_mb("models/setfit", base_llm, "models/llm")),
         "student_torch": (
             lambda x: predict_proba(student, tokenizer, x, s.prefix, s.max_length),
