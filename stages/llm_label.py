@@ -11,7 +11,16 @@ from rich.console import Console
 
 from commentclf.config import load_params
 from commentclf.data import DataError, load_labeled, read_split
-from commentclf.ensemble import apply_calibration, choose_weight, fit_calibration, gate, gate_proba, soft, soft_proba
+from commentclf.ensemble import (
+    apply_calibration,
+    choose_weight,
+    fit_calibration,
+    gate,
+    gate_proba,
+    pseudo_label_accuracy,
+    soft,
+    soft_proba,
+)
 from commentclf.llm import LLMClassifier
 from commentclf.metrics import classification_report, write_json
 from commentclf.seeding import seed_everything
@@ -89,21 +98,7 @@ def main(
     }
     if lc.gold:
         truth, _ = load_labeled(lc.gold, cfg.data, labels)
-        matched = pseudo.merge(truth[["text", "label"]].rename(columns={"label": "gold"}), on="text")
-        hits = matched[matched.kept]
-        report["pseudo_label_accuracy"] = {
-            "rows_matched": len(matched),
-            "rows_kept_matched": len(hits),
-            "kept_accuracy": float((hits.label == hits.gold).mean()) if len(hits) else None,
-            "kept": classification_report(hits.gold.tolist(), hits.label.tolist(), labels, minority)
-            if len(hits)
-            else None,
-            # every labelled row, before the floor: what the floor buys, and each teacher alone
-            "all_rows_accuracy": {
-                column: float((matched[column] == matched.gold).mean()) if len(matched) else None
-                for column in ("label", "setfit_label", "llm_label")
-            },
-        }
+        report["pseudo_label_accuracy"] = pseudo_label_accuracy(pseudo, truth, labels, minority)
     write_json(metrics, report)
     Console().print({k: report[k] for k in ("rule", "soft_weight", "rows_labelled", "rows_kept", "class_mix_kept")})
     Console().print({name: round(r["macro_f1"], 3) for name, r in dev_side_by_side.items()})

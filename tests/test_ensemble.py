@@ -1,6 +1,7 @@
 import numpy as np
+import pandas as pd
 
-from commentclf.ensemble import choose_weight, gate, gate_proba, soft, soft_proba
+from commentclf.ensemble import choose_weight, gate, gate_proba, pseudo_label_accuracy, soft, soft_proba
 
 LABELS = ["pro_ukraine", "pro_russia", "off_topic"]
 # Hand-made: rows are comments, columns follow LABELS.
@@ -64,3 +65,28 @@ def test_bias_calibration_corrects_a_model_that_leans_to_one_label():
     assert (apply_calibration(leaning, calib).argmax(1) == gold).all()
     identity = fit_calibration(leaning, gold, "none")
     assert np.allclose(apply_calibration(leaning, identity), leaning)
+
+
+def test_pseudo_label_accuracy_kept_rows_and_every_matched_row():
+    pseudo = pd.DataFrame(
+        {
+            "text": ["a", "b", "c", "d", "not in the gold file"],
+            "label": ["pro_russia", "pro_ukraine", "off_topic", "pro_russia", "pro_russia"],
+            "setfit_label": ["pro_russia", "off_topic", "pro_ukraine", "off_topic", "pro_russia"],
+            "llm_label": ["pro_ukraine", "pro_ukraine", "pro_russia", "pro_russia", "pro_russia"],
+            "kept": [True, True, False, False, True],
+        }
+    )
+    truth = pd.DataFrame(
+        {
+            "text": ["d", "c", "b", "a", "only gold"],
+            "label": ["pro_russia", "off_topic", "off_topic", "pro_russia", "off_topic"],
+        }
+    )
+    acc = pseudo_label_accuracy(pseudo, truth, LABELS, "pro_russia")
+    assert acc["rows_matched"] == 4 and acc["rows_kept_matched"] == 2
+    assert acc["kept_accuracy"] == 0.5  # a right, b wrong
+    assert acc["kept"]["f1"]["pro_russia"] == 1.0
+    assert acc["all_rows_accuracy"] == {"label": 0.75, "setfit_label": 0.5, "llm_label": 0.25}
+    none = pseudo_label_accuracy(pseudo, truth.iloc[4:], LABELS, "pro_russia")
+    assert none["rows_matched"] == 0 and none["kept_accuracy"] is None and none["all_rows_accuracy"]["label"] is None

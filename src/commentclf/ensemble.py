@@ -101,3 +101,24 @@ def apply_calibration(p: np.ndarray, calibration: dict) -> np.ndarray:
 def _nll(z: np.ndarray, gold_index: np.ndarray) -> float:
     z = z - z.max(1, keepdims=True)
     return float(-(z[np.arange(len(z)), gold_index] - np.log(np.exp(z).sum(1))).mean())
+
+
+def pseudo_label_accuracy(pseudo, truth, labels: list[str], minority: str) -> dict:
+    """Pseudo-labels against a labelled file (`label.gold`), rows matched on their text.
+
+    `pseudo` has the columns label, setfit_label, llm_label and kept (llm_label's output); `truth` has text
+    and label. Reported: the kept rows' accuracy and report, and every matched row's accuracy before the
+    confidence floor for the ensemble and each teacher alone (what the floor buys; which teacher is right).
+    """
+    matched = pseudo.merge(truth[["text", "label"]].rename(columns={"label": "gold"}), on="text")
+    hits = matched[matched.kept]
+    return {
+        "rows_matched": len(matched),
+        "rows_kept_matched": len(hits),
+        "kept_accuracy": float((hits.label == hits.gold).mean()) if len(hits) else None,
+        "kept": classification_report(hits.gold.tolist(), hits.label.tolist(), labels, minority) if len(hits) else None,
+        "all_rows_accuracy": {
+            column: float((matched[column] == matched.gold).mean()) if len(matched) else None
+            for column in ("label", "setfit_label", "llm_label")
+        },
+    }
