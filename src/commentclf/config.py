@@ -160,7 +160,8 @@ class LLMConfig(Section):
     """Comments per batch of `generate` (padded to the batch's longest prompt)."""
     score_batch_size: int = Field(default=32, gt=0)
     """Comments per forward pass of `score`, packed into one unpadded row: larger batches than `generate`'s
-    pay off (scripts/bench_llm_modes.py: 16.7 comments/s at 32 against 14.8 at 8 on the demo adapter)."""
+    pay off on longer comments (scripts/bench_llm_modes.py, RUW adapter, 158 tweets: 16.5 comments/s at 32
+    against 13.7 at 8; demo adapter, 78 comments: 14.8-16.7 at 32 against 14.8-15.2 at 8)."""
     fallback_label: str | None = None
     """Label given when a generated answer cannot be parsed; null = the most frequent training label."""
 
