@@ -40,7 +40,7 @@ SMOKE_DIR ?= $(CURDIR)/.smoke
 test: install
 	rm -rf $(SMOKE_DIR)
 	COMMENTCLF_SMOKE_DIR=$(SMOKE_DIR) pytest
-	python scripts/check_metrics.py $(SMOKE_DIR)
+	python .ci/check_metrics.py $(SMOKE_DIR)
 
 # make exp PROFILE=ruw  — the pipeline as a DVC experiment with profiles/$(PROFILE).yaml's overrides
 # (`dvc exp run -S ...`: the values land in params.yaml; compare with `dvc exp show`).
@@ -49,7 +49,7 @@ exp: install
 	commentclf exp --profile $(PROFILE)
 
 lint: install
-	ruff check src stages tests
+	ruff check src stages tests scripts .ci
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,6 +1,7 @@
 """Throughput of the LLM classifier's two prediction modes on the same model, texts and CPU.
 
-    python scripts/bench_llm_modes.py [--adapter models/llm] [--n 64] [--batch-sizes 4,8,16] [--threads 0]
+    python scripts/bench_llm_modes.py [--adapter models/llm] [--split-dir data/split] [--n 64]
+        [--batch-sizes 4,8,16] [--threads 0]
 
 For each batch size both modes run twice, alternating (the second pass is reported, after warm-up). Prints
 one JSON line per batch size, then one with each mode at its fastest batch size. Both modes batch comments
@@ -15,11 +16,12 @@ import torch
 import typer
 
 from commentclf.data import read_split
-from commentclf.llm import LLMClassifier
+from commentclf.llm.classifier import LLMClassifier
 
 
 def main(
     adapter: Path = Path("models/llm"),
+    split_dir: Path = Path("data/split"),
     n: int = 64,
     batch_sizes: str = "4,8,16",
     threads: int = 0,
@@ -27,7 +29,7 @@ def main(
 ) -> None:
     if threads:
         torch.set_num_threads(threads)
-    texts = (read_split("dev").text.tolist() + read_split("test").text.tolist())[:n]
+    texts = (read_split(split_dir, "dev")["text"].to_list() + read_split(split_dir, "test")["text"].to_list())[:n]
     clf = LLMClassifier.load(adapter)
     tokens = [len(clf.tokens.prompt(clf.tokenizer, t)) for t in texts]
     rates: dict[str, dict[int, float]] = {"generate": {}, "score": {}}

@@ -28,7 +28,8 @@ import typer
 import yaml
 
 STEPS = ("unsloth", "qlora_peft", "peft_load")  # run order: peft_load needs a trained adapter
-BASE = "models/base/llm"
+BASE = "models/base/llm"  # the outputs of `dvc repro split assets`
+SPLIT = "data/split"
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "unsloth", "unsloth_zoo", "accelerate")
 
 
@@ -83,28 +84,19 @@ def peft_load(adapter: Path, params: Path, metrics: Path) -> None:
     import torch
 
     from commentclf.config import load_params
-    from commentclf.data import read_split
-    from commentclf.evaluation import evaluate_llm
-    from commentclf.llm import LLMClassifier
-    from commentclf.metrics import write_json
+    from commentclf.data import most_frequent, read_split
+    from commentclf.files import write_json
+    from commentclf.llm.classifier import LLMClassifier
+    from commentclf.llm.evaluate import evaluate_llm
 
     cfg = load_params(params)
-    train, dev = read_split("train"), read_split("dev")
-    fallback = cfg.llm.fallback_label or train["label"].value_counts().idxmax()
+    train, dev = read_split(SPLIT, "train"), read_split(SPLIT, "dev")
+    fallback = cfg.llm.fallback_label or most_frequent(train["label"].to_list())
     reports = {}
     # The adapter was trained on a 4-bit base: score it on that base, and on the bf16 base with LoRA merged.
     for quantize in ("4bit", "none"):
         clf = LLMClassifier.load(adapter, BASE, quantize=quantize)
-        report = evaluate_llm(
-            clf,
-            dev.text.tolist(),
-            dev.label.tolist(),
-            cfg.minority_label,
-            fallback,
-            cfg.llm.predict_batch_size,
-            cfg.llm.max_new_tokens,
-            cfg.llm.score_batch_size,
-        )
+        report = evaluate_llm(clf, dev["text"].to_list(), dev["label"].to_list(), cfg.minority_label, fallback, cfg.llm)
         report["unsloth_imported"] = "unsloth" in sys.modules
         report["device"] = str(clf.device)
         if torch.cuda.is_available():
@@ -156,7 +148,8 @@ def main(
         else:
             backend = "unsloth" if step == "unsloth" else "peft"
             p = stage_params(params, out, step, backend, epochs)
-            cmd = [sys.executable, "stages/llm_finetune.py", "--params", str(p)]
+            cmd = [sys.executable, "stages/llm_finetune.py", "--params", str(p), "--assets", "models/base"]
+            cmd += ["--split-dir", SPLIT, "--synthetic", "data/synthetic.parquet", "--live-dir", str(out / step)]
             cmd += ["--out-dir", str(adapters[step]), "--metrics", str(metrics)]
             result = run_step(step, cmd, out)
         if metrics.is_file():

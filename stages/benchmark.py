@@ -2,86 +2,85 @@
 
 For each model: accuracy, macro-F1, per-class precision/recall/F1, 95 % bootstrap intervals of macro-F1
 and minority F1; latency p50/p95 at batch 1 with 1 thread and with all threads, and throughput at batch
-`benchmark.throughput_batch`, on real test texts after warm-up; size on disk. Writes
-metrics/benchmark.json (the shape later tooling reads), metrics/benchmark.md, and confusion matrices as
-dvc plots (plots/predictions/*.csv) and PNG (plots/confusion/*.png)."""
+`benchmark.throughput_batch`, on real test texts after warm-up; size on disk. Writes the report as JSON
+(the shape later tooling reads) and markdown, and the confusion matrices as DVCLive plots."""
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
+import typer
 from rich.console import Console
 
-from commentclf.assets import read_manifest
-from commentclf.benchmark import (
-    confusion_png,
-    dir_mb,
-    hardware,
-    latency_ms,
-    markdown,
-    model_entry,
-    throughput,
-)
+from commentclf.benchmark import hardware, latency_ms, markdown, model_entry, throughput
 from commentclf.config import load_params
 from commentclf.data import read_split
-from commentclf.ensemble import apply_calibration, gate
-from commentclf.llm import LLMClassifier
-from commentclf.metrics import write_json
-from commentclf.onnx_export import OnnxClassifier
+from commentclf.ensemble import Ensemble
+from commentclf.files import size_mb, write_json
+from commentclf.llm.classifier import LLMClassifier
+from commentclf.manifest import read_manifest
+from commentclf.onnx_model import OnnxClassifier
 from commentclf.seeding import seed_everything
 from commentclf.setfit_model import load_setfit, setfit_proba
 from commentclf.stage import run
 from commentclf.student import load_student, predict_proba
+from commentclf.tracking import log_confusions
 
 
 def main(
-    params: Path = Path("params.yaml"),
-    metrics: Path = Path("metrics/benchmark.json"),
-    table: Path = Path("metrics/benchmark.md"),
-    plots: Path = Path("plots"),
+    params: Path = typer.Option(..., help="params.yaml"),
+    assets: Path = typer.Option(..., help="base models folder (assets stage)"),
+    split_dir: Path = typer.Option(..., help="folder of the split parquet files"),
+    setfit_dir: Path = typer.Option(..., help="SetFit model"),
+    llm_dir: Path = typer.Option(..., help="LoRA adapter of the LLM classifier"),
+    ensemble_file: Path = typer.Option(..., help="the fitted ensemble (llm_label)"),
+    student_dir: Path = typer.Option(..., help="the torch student"),
+    onnx_dir: Path = typer.Option(..., help="folder of the fp32/ and int8/ ONNX students"),
+    metrics: Path = typer.Option(..., help="the report (JSON)"),
+    table: Path = typer.Option(..., help="the report as a markdown table"),
+    live_dir: Path = typer.Option(..., help="DVCLive folder of the confusion matrices"),
 ) -> None:
     cfg = load_params(params)
     b, s, labels = cfg.benchmark, cfg.student, cfg.label_names
     seed_everything(cfg.seed)
-    test = read_split("test")
-    texts, gold = test.text.tolist(), test.label.tolist()
+    test = read_split(split_dir, "test")
+    texts, gold = test["text"].to_list(), test["label"].to_list()
     all_threads = torch.get_num_threads()
-    label_report = json.loads(Path("metrics/label.json").read_text())
 
-    setfit = load_setfit("models/setfit")
-    llm = LLMClassifier.load("models/llm", quantize=cfg.llm.quantize)
-    student, tokenizer = load_student("models/student")
+    setfit = load_setfit(setfit_dir)
+    llm = LLMClassifier.load(llm_dir, quantize=cfg.llm.quantize)
+    ensemble = Ensemble.load(ensemble_file)
+    student, tokenizer = load_student(student_dir)
     onnx = {
         name: {
-            t: OnnxClassifier(f"models/onnx/{folder}", threads=t, max_length=s.max_length, prefix=s.prefix)
+            t: OnnxClassifier(onnx_dir / name, threads=t, max_length=s.max_length, prefix=s.prefix)
             for t in (1, all_threads)
         }
-        for name, folder in (("fp32", "fp32"), ("int8", "int8"))
+        for name in ("fp32", "int8")
     }
 
-    def ensemble(batch):  # the rule, weight and calibration that llm_label chose on dev
-        calib = label_report["calibration"]
-        ps = apply_calibration(setfit_proba(setfit, batch, cfg.setfit.prefix), calib["setfit"])
-        pl = apply_calibration(llm.score(batch, cfg.llm.score_batch_size), calib["llm"])
-        if label_report["rule"] == "gate":
-            pred, _ = gate(ps, pl, labels.index(cfg.label.gate_label))
-            return np.eye(len(labels))[pred]
-        return (1 - label_report["soft_weight"]) * ps + label_report["soft_weight"] * pl
+    def setfit_p(batch):
+        return setfit_proba(setfit, batch, cfg.setfit.prefix)
 
-    base_llm = read_manifest()["llm"]
-    models = {  # name -> (texts -> probabilities, uses torch threads, latency runs, size in MB)
-        "setfit": (lambda x: setfit_proba(setfit, x, cfg.setfit.prefix), b.latency_runs, dir_mb("models/setfit")),
-        "llm": (lambda x: llm.score(x, cfg.llm.score_batch_size), b.llm_latency_runs, dir_mb(base_llm, "models/llm")),
-        "ensemble": (ensemble, b.llm_latency_runs, dir_mb("models/setfit", base_llm, "models/llm")),
+    def llm_p(batch):
+        return llm.score(batch, cfg.llm.score_batch_size)
+
+    base_llm = read_manifest(assets)["llm"]
+    models = {  # name -> (texts -> probabilities, or None for ONNX; latency runs; size in MB)
+        "setfit": (setfit_p, b.latency_runs, size_mb(setfit_dir)),
+        "llm": (llm_p, b.llm_latency_runs, size_mb(base_llm, llm_dir)),
+        "ensemble": (
+            lambda x: ensemble.predict_proba(setfit_p(x), llm_p(x)),
+            b.llm_latency_runs,
+            size_mb(setfit_dir, base_llm, llm_dir),
+        ),
         "student_torch": (
             lambda x: predict_proba(student, tokenizer, x, s.prefix, s.max_length),
             b.latency_runs,
-            dir_mb("models/student/model.safetensors"),
+            size_mb(student_dir / "model.safetensors"),
         ),
-        "student_onnx_fp32": (None, b.latency_runs, dir_mb(onnx["fp32"][1].file)),
-        "student_onnx_int8": (None, b.latency_runs, dir_mb(onnx["int8"][1].file)),
+        "student_onnx_fp32": (None, b.latency_runs, size_mb(onnx["fp32"][1].file)),
+        "student_onnx_int8": (None, b.latency_runs, size_mb(onnx["int8"][1].file)),
     }
     report = {
         "test_size": len(test),
@@ -94,7 +93,7 @@ def main(
         "models": {},
     }
     console = Console()
-    (plots / "predictions").mkdir(parents=True, exist_ok=True)
+    predictions = {}
     for name, (predict, runs, size) in models.items():
 
         def with_threads(t, predict=predict, name=name):
@@ -112,11 +111,11 @@ def main(
         report["models"][name] = model_entry(
             gold, pred, labels, cfg.minority_label, b.bootstrap, cfg.seed, lat, tput, size
         )
-        pd.DataFrame({"actual": gold, "predicted": pred}).to_csv(plots / "predictions" / f"{name}.csv", index=False)
-        confusion_png(gold, pred, labels, f"{name} (test, n={len(gold)})", plots / "confusion" / f"{name}.png")
+        predictions[name] = (gold, pred)
         console.print(f"{name}: macro-F1 {report['models'][name]['macro_f1']:.3f}, p50 1t {lat['p50_bs1_1t']:.1f} ms")
     torch.set_num_threads(all_threads)
     write_json(metrics, report)
+    log_confusions(live_dir, predictions)
     table.write_text(markdown(report, labels, cfg.minority_label), encoding="utf-8")
     console.print(table.read_text())
 

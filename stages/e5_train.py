@@ -2,91 +2,74 @@
 
 Training rows: the train split + pseudo-labels kept by llm_label with confidence >= student.pseudo_floor
 (+ synthetic comments, a switch). With `pseudo_target: soft` the pool rows (confidence >= pseudo_floor)
-are trained towards the ensemble's whole distribution instead of its argmax.
-The best epoch is chosen on dev. Saves models/student/ (an ordinary
-model folder with id2label) and metrics/student.json: dev metrics, training time, rows per source, and,
-with student.compare_heads, the other head and the frozen-embedding baseline side by side."""
+are trained towards the ensemble's whole distribution instead of its argmax. The best epoch is chosen on
+dev. Saves the student (an ordinary model folder with id2label), its dev metrics, training time, rows per
+source, the per-epoch curve (DVCLive) and, with student.compare_heads, the other head and the
+frozen-embedding baseline side by side."""
 
 from pathlib import Path
 
-import pandas as pd
+import polars as pl
+import typer
 from rich.console import Console
 
-from commentclf.assets import read_manifest
 from commentclf.config import load_params
-from commentclf.data import DataError, read_split
-from commentclf.metrics import write_json
+from commentclf.data import read_split
+from commentclf.errors import DataError
+from commentclf.files import write_json
+from commentclf.manifest import read_manifest
 from commentclf.seeding import seed_everything
 from commentclf.stage import run
-from commentclf.student import StudentSettings, frozen_head_baseline, one_hot, sharpen, train_student
+from commentclf.student import frozen_head_baseline, one_hot, sharpen, train_student
+from commentclf.tracking import log_curve
 
 
 def main(
-    params: Path = Path("params.yaml"),
-    out_dir: Path = Path("models/student"),
-    metrics: Path = Path("metrics/student.json"),
+    params: Path = typer.Option(..., help="params.yaml"),
+    assets: Path = typer.Option(..., help="base models folder (assets stage)"),
+    split_dir: Path = typer.Option(..., help="folder of the split parquet files"),
+    pseudo: Path = typer.Option(..., help="pseudo-labelled pool rows (llm_label)"),
+    synthetic: Path = typer.Option(..., help="kept synthetic comments (student.use_synthetic)"),
+    out_dir: Path = typer.Option(..., help="where the student is saved"),
+    metrics: Path = typer.Option(..., help="dev metrics and rows per source (JSON)"),
+    live_dir: Path = typer.Option(..., help="DVCLive folder of the per-epoch curve"),
 ) -> None:
     cfg = load_params(params)
     s = cfg.student
     seed_everything(cfg.seed)
-    train, dev = read_split("train"), read_split("dev")
+    train, dev = read_split(split_dir, "train"), read_split(split_dir, "dev")
     names = cfg.label_names
     proba_columns = [f"proba_{label}" for label in names]
-    parts = {"train": train[["text", "label"]]}
+    parts = {"train": train.select("text", "label")}
     soft_targets = None
     if s.use_pseudo:
-        pseudo = pd.read_parquet("data/pseudo.parquet")
+        rows = pl.read_parquet(pseudo)
         if s.pseudo_target == "soft":
-            missing = sorted(set(proba_columns) - set(pseudo.columns))
+            missing = sorted(set(proba_columns) - set(rows.columns))
             if missing:
-                raise DataError(f"data/pseudo.parquet lacks {missing} (written by an older llm_label): rerun llm_label")
-            pseudo = pseudo[pseudo.confidence >= s.pseudo_floor]
-            soft_targets = sharpen(pseudo[proba_columns].to_numpy(), s.soft_temperature)
-            parts["pseudo"] = pseudo[["text", "label"]]
+                raise DataError(f"{pseudo} lacks {missing} (written by an older llm_label): rerun llm_label")
+            rows = rows.filter(pl.col("confidence") >= s.pseudo_floor)
+            soft_targets = sharpen(rows.select(proba_columns).to_numpy(), s.soft_temperature)
+            parts["pseudo"] = rows.select("text", "label")
         else:
-            parts["pseudo"] = pseudo[pseudo.kept & (pseudo.confidence >= s.pseudo_floor)][["text", "label"]]
+            parts["pseudo"] = rows.filter(pl.col("kept") & (pl.col("confidence") >= s.pseudo_floor)).select(
+                "text", "label"
+            )
     if s.use_synthetic:
-        parts["synthetic"] = pd.read_parquet("data/synthetic.parquet")[["text", "label"]]
-    rows = pd.concat(parts.values())
-    texts, labels = rows.text.tolist(), rows.label.tolist()
+        parts["synthetic"] = pl.read_parquet(synthetic).select("text", "label")
+    rows = pl.concat(list(parts.values()))
+    texts, labels = rows["text"].to_list(), rows["label"].to_list()
     targets = one_hot(labels, names)  # soft mode: the pool rows' distributions replace their one-hot rows
     if soft_targets is not None:
         start = len(parts["train"])
         targets[start : start + len(soft_targets)] = soft_targets
-    body = s.body or read_manifest()["encoder"]
-    common = dict(label_names=cfg.label_names, minority=cfg.minority_label)
-    dev_args = (dev.text.tolist(), dev.label.tolist())
+    body = s.body or read_manifest(assets)["encoder"]
+    data = (body, texts, labels, dev["text"].to_list(), dev["label"].to_list(), names, cfg.minority_label)
 
     def finetune(head: str, out: Path | None) -> dict:
-        settings = StudentSettings(
-            head,
-            s.lr,
-            s.epochs,
-            s.batch_size,
-            s.max_length,
-            s.warmup_ratio,
-            s.weight_decay,
-            s.prefix,
-            cfg.seed,
-            head_lr=s.head_lr,
-            select_on=s.select_on,
-        )
-        return train_student(body, texts, labels, *dev_args, **common, s=settings, out_dir=out, targets=targets)
+        return train_student(*data, s.model_copy(update={"head": head}), cfg.seed, out, targets=targets)
 
-    def head_only(out: Path | None) -> dict:
-        return frozen_head_baseline(
-            body,
-            texts,
-            labels,
-            *dev_args,
-            **common,
-            prefix=s.prefix,
-            max_length=s.max_length,
-            seed=cfg.seed,
-            out_dir=out,
-        )
-
-    chosen = finetune(s.head, out_dir) if s.mode == "finetune" else head_only(out_dir)
+    chosen = finetune(s.head, out_dir) if s.mode == "finetune" else frozen_head_baseline(*data, s, cfg.seed, out_dir)
     report = {
         "mode": s.mode,
         "head": chosen["head"],
@@ -106,11 +89,12 @@ def main(
         if s.mode != "finetune" or s.head != "cls":
             others["finetune_cls"] = finetune("cls", None)
         if s.mode != "head":
-            others["frozen_logreg"] = head_only(None)
+            others["frozen_logreg"] = frozen_head_baseline(*data, s, cfg.seed, None)
         report["compare_heads"] = {
             name: {"dev": r["dev"], "train_seconds": r["train_seconds"]} for name, r in others.items()
         }
     write_json(metrics, report)
+    log_curve(live_dir, chosen.get("history") or [], step="epoch")
     Console().print(
         f"student ({s.mode}/{chosen['head']}) dev macro-F1 {chosen['dev']['macro_f1']:.3f}, "
         f"{cfg.minority_label} F1 {chosen['dev']['minority_f1']:.3f}; rows {report['rows']}"

@@ -1,74 +1,62 @@
-"""Stage `llm_finetune`: LoRA (or QLoRA) fine-tuning of a causal LM that answers {"label": "<name>"} to an
+"""Stage `llm_finetune`: LoRA (or QLoRA) fine-tuning of a causal LM that answers {"label": "<word>"} to an
 Alpaca-style prompt listing every label's description. Only the answer carries loss. Saves the adapter
-in models/llm/ and writes metrics/llm.json: dev metrics of both prediction modes (generate, score),
-parse-failure rate, score/generate agreement, and milliseconds per comment."""
+and writes its dev metrics in both prediction modes (generate, score): parse-failure rate, score/generate
+agreement, milliseconds per comment; and the loss curve (DVCLive)."""
 
 from pathlib import Path
 
+import typer
+
 from commentclf.config import load_params
-from commentclf.llm import choose_backend, import_unsloth_first
+from commentclf.llm.backend import choose_backend, import_unsloth_first
 from commentclf.stage import run
 
 
 def main(
-    params: Path = Path("params.yaml"), out_dir: Path = Path("models/llm"), metrics: Path = Path("metrics/llm.json")
+    params: Path = typer.Option(..., help="params.yaml"),
+    assets: Path = typer.Option(..., help="base models folder (assets stage)"),
+    split_dir: Path = typer.Option(..., help="folder of the split parquet files"),
+    synthetic: Path = typer.Option(..., help="kept synthetic comments (llm.use_synthetic)"),
+    out_dir: Path = typer.Option(..., help="where the LoRA adapter is saved"),
+    metrics: Path = typer.Option(..., help="dev metrics of both modes (JSON)"),
+    live_dir: Path = typer.Option(..., help="DVCLive folder of the loss curve"),
 ) -> None:
     cfg = load_params(params)
     backend = choose_backend(cfg.llm.backend)
     if backend == "unsloth":
         import_unsloth_first()  # before transformers / trl / peft are imported below
 
-    import pandas as pd
+    import polars as pl
     from rich.console import Console
 
-    from commentclf.assets import read_manifest
-    from commentclf.data import read_split
-    from commentclf.evaluation import evaluate_llm
-    from commentclf.llm import LLMClassifier, TrainSettings, balance, finetune
-    from commentclf.metrics import write_json
+    from commentclf.data import most_frequent, read_split
+    from commentclf.files import write_json
+    from commentclf.llm.classifier import LLMClassifier
+    from commentclf.llm.evaluate import evaluate_llm
+    from commentclf.llm.train import balance, finetune
+    from commentclf.manifest import read_manifest
     from commentclf.prompts import classification_prompt
     from commentclf.seeding import seed_everything
+    from commentclf.tracking import log_curve
 
     s = cfg.llm
     seed_everything(cfg.seed)
-    train, dev = read_split("train"), read_split("dev")
-    rows = train[["text", "label"]]
+    train, dev = read_split(split_dir, "train"), read_split(split_dir, "dev")
+    rows = train.select("text", "label")
     if s.use_synthetic:
-        rows = pd.concat([rows, pd.read_parquet("data/synthetic.parquet")[["text", "label"]]])
-    texts, labels = rows["text"].tolist(), rows["label"].tolist()
+        rows = pl.concat([rows, pl.read_parquet(synthetic).select("text", "label")])
+    texts, labels = rows["text"].to_list(), rows["label"].to_list()
     if s.balance:
         texts, labels = balance(texts, labels, cfg.seed)
 
-    base = s.model or read_manifest()["llm"]
+    base = s.model or read_manifest(assets)["llm"]
     prompt = classification_prompt(cfg.labels, cfg.language, cfg.context, cfg.llm_answers)
-    settings = TrainSettings(
-        s.lora_r,
-        s.lora_alpha,
-        s.lora_dropout,
-        s.target_modules,
-        s.lr,
-        s.epochs,
-        s.batch_size,
-        s.grad_accum,
-        s.max_length,
-        s.warmup_ratio,
-        s.quantize,
-        cfg.seed,
-    )
-    train_info = finetune(base, backend, texts, labels, cfg.label_names, prompt, settings, out_dir, cfg.llm_answers)
+    train_info, curve = finetune(base, backend, texts, labels, prompt, cfg.llm_answers, s, cfg.seed, out_dir)
+    log_curve(live_dir, curve, step="step")
 
-    fallback = s.fallback_label or train["label"].value_counts().idxmax()
+    fallback = s.fallback_label or most_frequent(train["label"].to_list())
     clf = LLMClassifier.load(out_dir, base, s.quantize)
-    dev_eval = evaluate_llm(
-        clf,
-        dev.text.tolist(),
-        dev.label.tolist(),
-        cfg.minority_label,
-        fallback,
-        s.predict_batch_size,
-        s.max_new_tokens,
-        s.score_batch_size,
-    )
+    dev_eval = evaluate_llm(clf, dev["text"].to_list(), dev["label"].to_list(), cfg.minority_label, fallback, s)
     report = {
         "backend": backend,
         "base_model": base,

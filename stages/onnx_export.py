@@ -1,35 +1,31 @@
 """Stage `onnx_export`: optimum export of the student -> ORT graph optimisation -> int8.
 
 Parity against the torch student is measured on dev + `onnx.parity_pool_rows` pool texts (agreement needs
-no labels) and written to metrics/onnx.json with the file sizes. The stage fails with a clear message when
-fp32 or int8 agreement is under its bound."""
+no labels) and reported with the file sizes. The stage fails with a clear message when fp32 or int8
+agreement is under its bound."""
 
 import shutil
 from pathlib import Path
 
+import typer
 from rich.console import Console
 
 from commentclf.config import load_params
 from commentclf.data import read_split
-from commentclf.metrics import write_json
-from commentclf.onnx_export import (
-    OnnxClassifier,
-    ParityError,
-    export_fp32,
-    file_mb,
-    optimize,
-    parity,
-    quantize,
-)
+from commentclf.errors import ParityError
+from commentclf.files import size_mb, write_json
+from commentclf.onnx_export import export_fp32, optimize, parity, quantize
+from commentclf.onnx_model import OnnxClassifier
 from commentclf.stage import run
 from commentclf.student import load_student, predict_proba
 
 
 def main(
-    params: Path = Path("params.yaml"),
-    student_dir: Path = Path("models/student"),
-    out_dir: Path = Path("models/onnx"),
-    metrics: Path = Path("metrics/onnx.json"),
+    params: Path = typer.Option(..., help="params.yaml"),
+    split_dir: Path = typer.Option(..., help="folder of the split parquet files"),
+    student_dir: Path = typer.Option(..., help="the torch student (e5_train)"),
+    out_dir: Path = typer.Option(..., help="folder of the fp32/, optimized/ and int8/ models"),
+    metrics: Path = typer.Option(..., help="parity and sizes (JSON)"),
 ) -> None:
     cfg = load_params(params)
     o, s = cfg.onnx, cfg.student
@@ -38,21 +34,12 @@ def main(
         shutil.rmtree(out_dir)
     fp32 = export_fp32(model, tokenizer, out_dir / "fp32", o.opset)
     optimized = optimize(out_dir / "fp32", out_dir / "optimized", o.optimization_level)
-    int8, isa = quantize(
-        out_dir / "optimized",
-        optimized.name,
-        out_dir / "int8",
-        o.per_channel,
-        o.operators,
-        o.isa,
-        o.scheme,
-        o.block_size,
-    )
+    int8, isa = quantize(out_dir / "optimized", optimized.name, out_dir / "int8", o)
     for folder in ("optimized", "int8"):  # each folder is loadable on its own (tokenizer + config)
         tokenizer.save_pretrained(out_dir / folder)
 
-    dev = read_split("dev").text.tolist()
-    pool = read_split("pool").text.head(o.parity_pool_rows).tolist()
+    dev = read_split(split_dir, "dev")["text"].to_list()
+    pool = read_split(split_dir, "pool")["text"].head(o.parity_pool_rows).to_list()
     texts = dev + pool
     ref = predict_proba(model, tokenizer, texts, s.prefix, s.max_length)
     results = {}
@@ -62,7 +49,7 @@ def main(
             **parity(ref, p),
             "dev_argmax_agreement": parity(ref[: len(dev)], p[: len(dev)])["argmax_agreement"],
         }
-    torch_mb = file_mb(student_dir / "model.safetensors")
+    torch_mb = size_mb(student_dir / "model.safetensors", digits=2)
     report = {
         "scheme": o.scheme,
         "isa": isa,
@@ -73,24 +60,21 @@ def main(
         "int8_vs_torch": results["int8"],
         "size_mb": {
             "torch_fp32": torch_mb,
-            "onnx_fp32": file_mb(fp32),
-            "onnx_optimized": file_mb(optimized),
-            "onnx_int8": file_mb(int8),
+            "onnx_fp32": size_mb(fp32, digits=2),
+            "onnx_optimized": size_mb(optimized, digits=2),
+            "onnx_int8": size_mb(int8, digits=2),
         },
-        "int8_shrink_vs_torch": round(torch_mb / file_mb(int8), 2),
+        "int8_shrink_vs_torch": round(torch_mb / size_mb(int8, digits=2), 2),
     }
     write_json(metrics, report)
     Console().print(report)
-    if results["fp32"]["argmax_agreement"] < o.min_fp32_agreement:
-        raise ParityError(
-            f"fp32 ONNX agrees with torch on {results['fp32']['argmax_agreement']:.2%} of "
-            f"{len(texts)} texts, below onnx.min_fp32_agreement={o.min_fp32_agreement:.0%}"
-        )
-    if results["int8"]["argmax_agreement"] < o.min_int8_agreement:
-        raise ParityError(
-            f"int8 ONNX agrees with torch on {results['int8']['argmax_agreement']:.2%} of "
-            f"{len(texts)} texts, below onnx.min_int8_agreement={o.min_int8_agreement:.0%}"
-        )
+    for name, bound in (("fp32", o.min_fp32_agreement), ("int8", o.min_int8_agreement)):
+        agreement = results[name]["argmax_agreement"]
+        if agreement < bound:
+            raise ParityError(
+                f"{name} ONNX agrees with torch on {agreement:.2%} of {len(texts)} texts, "
+                f"below onnx.min_{name}_agreement={bound:.0%}"
+            )
 
 
 if __name__ == "__main__":

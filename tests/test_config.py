@@ -50,18 +50,50 @@ def test_duplicate_labels_rejected():
 
 def test_llm_answers_default_to_names_and_must_differ():
     raw = base_params()
-    raw["llm"] = {"answers": []}
     assert parse_params(raw).llm_answers == {x["name"]: x["name"] for x in raw["labels"]}
-    raw["llm"]["answers"] = ["Ukraine", "Russia", "neutral"]
-    assert list(parse_params(raw).llm_answers.values()) == ["Ukraine", "Russia", "neutral"]
-    for words, message in [
-        (["Ukraine", "Ukraine", "neutral"], "same answer word"),
-        (["Ukraine", "Russia"], "2 words for 3 labels"),
-        (["Ukraine", "pro russia", "neutral"], "must be single words"),
+    for label, word in zip(raw["labels"], ["Ukraine", "Russie", "négatif"]):
+        label["answer"] = word  # any single word, accents too
+    assert list(parse_params(raw).llm_answers.values()) == ["Ukraine", "Russie", "négatif"]
+    for word, message in [
+        ("Ukraine", "same answer word"),
+        ("pro russia", "labels.1.answer"),
+        ('a"b', "labels.1.answer"),
     ]:
-        raw["llm"]["answers"] = words
+        raw["labels"][1]["answer"] = word
         with pytest.raises(ParamsError, match=message):
             parse_params(raw)
+
+
+def test_answers_travel_with_their_labels():
+    """A new label set never inherits the old answer words: the answers sit in the label entries."""
+    from commentclf.profiles import merge
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    new = [{"name": n, "description": n} for n in ("negative", "neutral", "positive")]
+    cfg = parse_params(merge(raw, {"labels": new, "minority_label": "negative", "label": {"gate_label": "neutral"}}))
+    assert cfg.llm_answers == {"negative": "negative", "neutral": "neutral", "positive": "positive"}
+
+
+def test_params_yaml_is_the_one_source_of_values():
+    """The schema has no defaults (but the optional label answer), so params.yaml holds every value, and
+    a key missing from it is named at load."""
+    from pydantic import BaseModel
+
+    from commentclf.config import Label, Params
+
+    def walk(model: type[BaseModel], path: str = ""):
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            yield f"{path}{name}", model, field
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                yield from walk(annotation, f"{path}{name}.")
+
+    with_default = [key for key, model, field in walk(Params) if not field.is_required() and model is not Label]
+    assert with_default == []
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    del raw["student"]["epochs"]
+    with pytest.raises(ParamsError, match=r"student\.epochs: missing"):
+        parse_params(raw)
 
 
 def test_missing_and_broken_files(tmp_path):
@@ -75,12 +107,9 @@ def test_missing_and_broken_files(tmp_path):
 
 def test_labels_are_data(tmp_path):
     """Any label set works: a binary task validates the same way."""
-    raw = {
-        "labels": [{"name": "spam", "description": "unwanted"}, {"name": "ham", "description": "wanted"}],
-        "minority_label": "spam",
-        "language": "en",
-        "data": {"labeled": "a.csv", "unlabeled": "b.csv"},
-    }
+    raw = base_params()
+    raw["labels"] = [{"name": "spam", "description": "unwanted"}, {"name": "ham", "description": "wanted"}]
+    raw["minority_label"], raw["label"]["gate_label"] = "spam", "ham"
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert load_params(path).label_names == ["spam", "ham"]

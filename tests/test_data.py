@@ -1,6 +1,6 @@
 import unicodedata
 
-import pandas as pd
+import polars as pl
 import pytest
 
 from commentclf.config import parse_params
@@ -16,7 +16,7 @@ from conftest import LABELS, RUW, base_params
 
 
 def write_csv(path, rows, columns=("text", "label")):
-    pd.DataFrame(rows, columns=list(columns)).to_csv(path, index=False)
+    pl.DataFrame(rows, schema=list(columns), orient="row").write_csv(path)
     return path
 
 
@@ -104,7 +104,7 @@ def test_malformed_csv(tmp_path):
 
 
 def test_parquet_input_works(tmp_path):
-    pd.DataFrame(labeled_rows(3), columns=["text", "label"]).to_parquet(tmp_path / "l.parquet")
+    pl.DataFrame(labeled_rows(3), schema=["text", "label"], orient="row").write_parquet(tmp_path / "l.parquet")
     df, report = load_labeled(tmp_path / "l.parquet", make_cfg(tmp_path).data, LABELS)
     assert report.kept == 9 and len(df) == 9
 
@@ -130,8 +130,8 @@ def test_cleaning_counts(tmp_path):
     assert rep.kept == len(df) == 20 - 2 - 2 - 2
     assert rep.rows_read == rep.kept + rep.empty + rep.duplicates + rep.conflicting_labels
     assert "Été à Kharkiv" in set(df["text"])  # NFC form
-    assert df["text"].str.len().max() == 100
-    assert df["id"].tolist() == [text_id(t) for t in df["text"]]
+    assert df["text"].str.len_chars().max() == 100
+    assert df["id"].to_list() == [text_id(t) for t in df["text"]]
 
 
 def test_pool_overlap_and_duplicates_are_counted(tmp_path):
@@ -157,7 +157,7 @@ def test_split_is_stratified_disjoint_and_deterministic(tmp_path):
     a = build_splits(cfg.data, cfg.split, LABELS)
     b = build_splits(cfg.data, cfg.split, LABELS)
     for name in ("train", "dev", "test"):
-        pd.testing.assert_frame_equal(a.splits[name], b.splits[name])
+        assert a.splits[name].equals(b.splits[name])
         assert set(a.splits[name]["label"]) == set(LABELS)  # every label in every split
     ids = [set(df["id"]) for df in a.splits.values()]
     assert sum(map(len, ids)) == len(set().union(*ids)) == 60
@@ -183,7 +183,7 @@ def test_external_test_file_is_the_test_set(tmp_path):
     result = build_splits(cfg.data, cfg.split, LABELS)
     assert set(result.splits["test"]["text"]) == {t for t, _ in test_rows}
     assert result.reports["labeled"].overlap_removed == 1  # leaked test text left train/dev
-    train_dev = pd.concat([result.splits["train"], result.splits["dev"]])
+    train_dev = pl.concat([result.splits["train"], result.splits["dev"]])
     assert len(train_dev) == 29 and not set(train_dev["text"]) & set(result.splits["test"]["text"])
 
 
@@ -197,7 +197,7 @@ def test_test_path_equal_to_labeled_means_carve_out(tmp_path):
 def test_real_ruw_data_validates_and_splits():
     raw = base_params(labeled=str(RUW / "seed.csv"), unlabeled=str(RUW / "pool.csv"), test=str(RUW / "seed.csv"))
     raw["labels"] = [{"name": n, "description": n} for n in ("pro_ukraine", "pro_russia", "neutral")]
-    raw["language"] = "en"
+    raw["language"], raw["label"]["gate_label"] = "en", "neutral"
     cfg = parse_params(raw)
     result = build_splits(cfg.data, cfg.split, cfg.label_names)
     sizes = {name: len(df) for name, df in result.splits.items()}

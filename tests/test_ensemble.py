@@ -1,5 +1,5 @@
 import numpy as np
-import pandas as pd
+import polars as pl
 
 from commentclf.ensemble import choose_weight, gate, gate_proba, pseudo_label_accuracy, soft, soft_proba
 
@@ -68,7 +68,7 @@ def test_bias_calibration_corrects_a_model_that_leans_to_one_label():
 
 
 def test_pseudo_label_accuracy_kept_rows_and_every_matched_row():
-    pseudo = pd.DataFrame(
+    pseudo = pl.DataFrame(
         {
             "text": ["a", "b", "c", "d", "not in the gold file"],
             "label": ["pro_russia", "pro_ukraine", "off_topic", "pro_russia", "pro_russia"],
@@ -77,7 +77,7 @@ def test_pseudo_label_accuracy_kept_rows_and_every_matched_row():
             "kept": [True, True, False, False, True],
         }
     )
-    truth = pd.DataFrame(
+    truth = pl.DataFrame(
         {
             "text": ["d", "c", "b", "a", "only gold"],
             "label": ["pro_russia", "off_topic", "off_topic", "pro_russia", "off_topic"],
@@ -88,5 +88,23 @@ def test_pseudo_label_accuracy_kept_rows_and_every_matched_row():
     assert acc["kept_accuracy"] == 0.5  # a right, b wrong
     assert acc["kept"]["f1"]["pro_russia"] == 1.0
     assert acc["all_rows_accuracy"] == {"label": 0.75, "setfit_label": 0.5, "llm_label": 0.25}
-    none = pseudo_label_accuracy(pseudo, truth.iloc[4:], LABELS, "pro_russia")
+    none = pseudo_label_accuracy(pseudo, truth[4:], LABELS, "pro_russia")
     assert none["rows_matched"] == 0 and none["kept_accuracy"] is None and none["all_rows_accuracy"]["label"] is None
+
+
+def test_fitted_ensemble_round_trips_and_applies_calibration_then_rule(tmp_path):
+    from commentclf.ensemble import Ensemble, apply_calibration
+    from conftest import section
+
+    gold = ["off_topic", "pro_russia", "pro_russia", "off_topic"]
+    cfg = section("label", rule="soft", calibrate="temperature", soft_weights=[0.0, 0.5, 1.0], gate_label="off_topic")
+    ensemble, scores = Ensemble.fit(P_SETFIT, P_LLM, gold, LABELS, "pro_russia", cfg)
+    assert set(scores) == {0.0, 0.5, 1.0} and ensemble.weight in scores
+    ensemble.save(tmp_path / "ensemble.json")
+    loaded = Ensemble.load(tmp_path / "ensemble.json")
+    assert loaded == ensemble
+    ps, pl = (apply_calibration(p, ensemble.calibration[m]) for p, m in ((P_SETFIT, "setfit"), (P_LLM, "llm")))
+    expected = soft_proba(ps, pl, ensemble.weight)
+    assert np.allclose(loaded.predict_proba(P_SETFIT, P_LLM), expected)
+    gated = Ensemble(LABELS, "gate", 0.0, "off_topic", ensemble.calibration)
+    assert np.allclose(gated.predict_proba(P_SETFIT, P_LLM), gate_proba(ps, pl, gate_index=2))

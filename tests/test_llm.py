@@ -6,18 +6,14 @@ import numpy as np
 import pytest
 
 from commentclf.config import Label
-from commentclf.llm import (
-    LLMClassifier,
-    LLMError,
-    PromptTokens,
-    TrainSettings,
-    balance,
-    choose_backend,
-    finetune,
-    first_token_groups,
-    load_base,
-)
+from commentclf.errors import LLMError
+from commentclf.llm.attention import use_block_attention
+from commentclf.llm.backend import choose_backend, load_base
+from commentclf.llm.classifier import LLMClassifier
+from commentclf.llm.tokens import PromptTokens, first_token_groups
+from commentclf.llm.train import balance, finetune
 from commentclf.prompts import classification_prompt
+from conftest import section
 
 LABELS = [
     Label(name="pro_ukraine", description="soutient l'Ukraine"),
@@ -26,7 +22,7 @@ LABELS = [
 ]
 NAMES = [label.name for label in LABELS]
 PROMPT = classification_prompt(LABELS, "fr", "Commentaires de lecteurs.")
-# The same labels answered by words that differ at their first token (llm.answers in params)
+# The same labels answered by words that differ at their first token (labels[].answer in params)
 WORDS = {"pro_ukraine": "Ukraine", "pro_russia": "Russie", "off_topic": "hors_sujet"}
 PROMPT_W = classification_prompt(LABELS, "fr", "Commentaires de lecteurs.", WORDS)
 TEXTS = [
@@ -39,7 +35,8 @@ TEXTS = [
 ]
 GOLD = ["pro_ukraine", "pro_russia", "off_topic"] * 2
 # Real SmolLM2 (it knows JSON already), six rows, a high learning rate: it fits them in about a minute.
-SETTINGS = TrainSettings(
+SETTINGS = section(
+    "llm",
     lora_r=8,
     lora_alpha=16,
     lora_dropout=0.0,
@@ -51,7 +48,6 @@ SETTINGS = TrainSettings(
     max_length=400,
     warmup_ratio=0.0,
     quantize="none",
-    seed=0,
 )
 
 
@@ -90,7 +86,7 @@ def test_score_equals_naive_forward_passes(tiny_llm_folder):
     proba = clf.score(TEXTS + ["x" * 3000], batch_size=3)  # ragged batch, one comment cut
     assert proba.shape == (7, 3) and np.allclose(proba.sum(1), 1)
     for text, p in zip(TEXTS + ["x" * 3000], proba):
-        lp = clf.naive_logprobs(text)
+        lp = naive_logprobs(clf, text)
         ref = np.exp(lp - lp.max())
         assert np.allclose(p, ref / ref.sum(), atol=1e-5)
     assert np.allclose(clf.score(TEXTS, batch_size=1), proba[:6], atol=1e-5)  # batching changes nothing
@@ -100,8 +96,6 @@ def test_score_equals_naive_forward_passes(tiny_llm_folder):
 
 def test_block_attention_leaves_generate_and_other_attentions_alone(tiny_llm_folder):
     import torch
-
-    from commentclf.llm import use_block_attention
 
     plain, tok = load_base(str(tiny_llm_folder), "peft", "none", 512)
     switched, _ = load_base(str(tiny_llm_folder), "peft", "none", 512)
@@ -121,7 +115,8 @@ def test_block_attention_leaves_generate_and_other_attentions_alone(tiny_llm_fol
 @pytest.fixture(scope="module")
 def trained(smollm_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("adapter")
-    info = finetune(str(smollm_folder), "peft", TEXTS, GOLD, NAMES, PROMPT_W, SETTINGS, out, WORDS)
+    info, curve = finetune(str(smollm_folder), "peft", TEXTS, GOLD, PROMPT_W, WORDS, SETTINGS, 0, out)
+    assert len(curve) == info["steps"] and curve[0]["loss"] == info["first_loss"]
     return out, info
 
 
@@ -171,7 +166,7 @@ def test_generate_follows_the_answer_tree_greedily(trained):
 
 def test_same_seed_same_adapter(trained, smollm_folder, tmp_path):
     out, _ = trained
-    finetune(str(smollm_folder), "peft", TEXTS, GOLD, NAMES, PROMPT_W, SETTINGS, tmp_path, WORDS)
+    finetune(str(smollm_folder), "peft", TEXTS, GOLD, PROMPT_W, WORDS, SETTINGS, 0, tmp_path)
     from safetensors.torch import load_file
 
     a, b = load_file(out / "adapter_model.safetensors"), load_file(tmp_path / "adapter_model.safetensors")
@@ -226,3 +221,41 @@ def test_load_defaults_to_the_training_quantisation(trained, caplog):
     finally:
         meta["quantize"] = "none"
         (out / "commentclf.json").write_text(json.dumps(meta))
+
+
+def naive_logprobs(clf: LLMClassifier, text: str) -> np.ndarray:
+    """Reference for `score`: each label's answer tokens (the ones `score` reads) scored by a full forward
+    pass of its own, without cache, packing or batching."""
+    import torch
+
+    shared, nodes, paths = clf._answer_tree()
+    context = clf.tokens.prompt(clf.tokenizer, text) + shared
+    out = []
+    for path in paths:
+        answer = [nodes[node][0] for node in path]
+        ids = torch.tensor([context + answer], device=clf.device)
+        with torch.no_grad():
+            logp = torch.log_softmax(clf.model(input_ids=ids).logits.float(), dim=-1)[0].cpu()
+        at = list(range(len(context) - 1, len(context) + len(answer) - 1))
+        out.append(float(logp[at, answer].sum()))
+    return np.array(out)
+
+
+def test_answer_words_need_not_be_ascii_but_must_round_trip(tiny_llm_folder):
+    _, tok = load_base(str(tiny_llm_folder), "peft", "none", 512)
+    words = {"pro_ukraine": "positif", "pro_russia": "négatif", "off_topic": "neutre"}
+    tokens = PromptTokens.build(tok, classification_prompt(LABELS, "fr", "c", words), NAMES, 400, words)
+    assert tok.decode(tokens.answers["pro_russia"][:-1]) == '{"label": "négatif"}'
+
+    class Lossy:  # a tokenizer that maps unknown characters to one token loses the word
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __call__(self, text, **kwargs):
+            return self.inner(text.replace("é", "?"), **kwargs)
+
+    with pytest.raises(LLMError, match="négatif"):
+        PromptTokens.build(Lossy(tok), classification_prompt(LABELS, "fr", "c", words), NAMES, 400, words)

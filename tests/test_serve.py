@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 
 import httpx
-import pandas as pd
+import polars as pl
 import pytest
 
 from conftest import REPO, run_cmd
+
+pytestmark = pytest.mark.slow  # needs the smoke pipeline's int8 student
 
 
 def free_port() -> int:
@@ -64,6 +66,20 @@ def test_predict_one_and_batch(server):
     assert long.status_code == 200  # truncated at the model's token limit, not rejected
 
 
+def test_oversized_body_gets_413_before_it_is_read(server):
+    huge = {"text": "x" * 2_000_000}
+    r = httpx.post(f"{server}/predict", json=huge)
+    assert r.status_code == 413 and "request body over 1000000 bytes" in r.text
+
+    def chunks():  # no Content-Length: the limit is counted as the body arrives
+        for _ in range(40):
+            yield b"x" * 50_000
+
+    r = httpx.post(f"{server}/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert httpx.get(f"{server}/health").json()["max_body_bytes"] == 1_000_000
+
+
 @pytest.mark.parametrize(
     "path,payload,message",
     [
@@ -93,13 +109,13 @@ def test_load_check_has_no_errors(server):
 def test_cli_predict_text_and_file(smoke_repo, tmp_path):
     one = run_cmd(["commentclf", "predict", "Poutine doit partir."], smoke_repo)
     assert any(label in one.stdout for label in ("pro_ukraine", "pro_russia", "off_topic"))
-    pd.DataFrame({"text": ["un avis", "", "un autre avis"], "id": [1, 2, 3]}).to_csv(tmp_path / "in.csv", index=False)
+    pl.DataFrame({"text": ["un avis", "", "un autre avis"], "id": [1, 2, 3]}).write_csv(tmp_path / "in.csv")
     run_cmd(
         ["commentclf", "predict", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")],
         smoke_repo,
     )
-    out = pd.read_csv(tmp_path / "out.csv")
-    assert list(out.id) == [1, 2, 3] and out.label.isna().tolist() == [False, True, False]
+    out = pl.read_csv(tmp_path / "out.csv")
+    assert out["id"].to_list() == [1, 2, 3] and out["label"].is_null().to_list() == [False, True, False]
     assert {"score_pro_ukraine", "score_pro_russia", "score_off_topic"} <= set(out.columns)
     bad = run_cmd(
         ["commentclf", "predict", "--input", str(tmp_path / "nope.csv"), "--output", "x.csv"], smoke_repo, check=False

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from commentclf.onnx_export import OnnxClassifier, export_fp32, optimize, parity, quantize
+from commentclf.onnx_export import export_fp32, optimize, parity, quantize
+from commentclf.onnx_model import OnnxClassifier
 from commentclf.student import (
     MeanPoolingClassifier,
-    StudentSettings,
     class_weights,
     frozen_head_baseline,
     load_student,
@@ -17,6 +17,7 @@ from commentclf.student import (
     train_student,
     weighted_soft_cross_entropy,
 )
+from conftest import section
 
 LABELS = ["pro_ukraine", "pro_russia", "off_topic"]
 TEXTS = [
@@ -73,18 +74,20 @@ def test_mean_pooling_ignores_padding(e5_folder):
 @pytest.fixture(scope="module")
 def student(e5_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("student")
-    s = StudentSettings(
+    s = section(
+        "student",
         head="mean",
         lr=1e-4,
+        head_lr=None,
         epochs=2,
         batch_size=9,
         max_length=32,
         warmup_ratio=0.0,
         weight_decay=0.0,
         prefix="query: ",
-        seed=0,
+        select_on="loss",
     )
-    result = train_student(str(e5_folder), TEXTS, GOLD, TEXTS, GOLD, LABELS, "pro_russia", s, out)
+    result = train_student(str(e5_folder), TEXTS, GOLD, TEXTS, GOLD, LABELS, "pro_russia", s, 0, out)
     return out, result
 
 
@@ -99,7 +102,8 @@ def test_student_trains_keeps_best_epoch_and_saves_label_names(student):
 
 
 def test_frozen_head_equals_logistic_regression(e5_folder, tmp_path):
-    r = frozen_head_baseline(str(e5_folder), TEXTS, GOLD, TEXTS, GOLD, LABELS, "pro_russia", "query: ", 32, 0, tmp_path)
+    s = section("student", prefix="query: ", max_length=32)
+    r = frozen_head_baseline(str(e5_folder), TEXTS, GOLD, TEXTS, GOLD, LABELS, "pro_russia", s, 0, tmp_path)
     assert r["dev"]["accuracy"] >= 0.8  # a linear model fits 9 points
     model, tok = load_student(tmp_path)
     assert isinstance(model, MeanPoolingClassifier)
@@ -113,7 +117,8 @@ def test_onnx_export_quantise_and_parity(student, tmp_path, scheme, matmul_op):
     model, tok = load_student(out)
     fp32 = export_fp32(model, tok, tmp_path / "fp32")
     opt = optimize(tmp_path / "fp32", tmp_path / "optimized", "O2")
-    int8, isa = quantize(tmp_path / "optimized", opt.name, tmp_path / "int8", True, ["MatMul", "Gather"], scheme=scheme)
+    cfg = section("onnx", per_channel=True, operators=["MatMul", "Gather"], scheme=scheme, isa="auto")
+    int8, isa = quantize(tmp_path / "optimized", opt.name, tmp_path / "int8", cfg)
     assert isa in ("avx512_vnni", "avx2")
     ops = {node.op_type for node in onnx.load(int8).graph.node}
     assert matmul_op in ops and "MatMul" not in ops, ops  # every MatMul quantised, by the chosen scheme

@@ -4,10 +4,11 @@ import re
 from collections import Counter
 
 import numpy as np
-import pandas as pd
+import polars as pl
 
-from commentclf.config import Label, SynthConfig
+from commentclf.config import Label
 from commentclf.synth import Candidate, filter_candidates, plan_requests
+from conftest import section
 
 VOCAB: dict[str, int] = {}
 
@@ -24,7 +25,7 @@ def bow_embed(texts):
     return np.array(rows)
 
 
-CFG = SynthConfig(min_chars=20, max_chars=200, max_example_similarity=0.9, max_duplicate_similarity=0.9)
+CFG = section("synth", min_chars=20, max_chars=200, max_example_similarity=0.9, max_duplicate_similarity=0.9)
 EXAMPLE = "Il faut livrer des armes à Kyiv, et vite."
 
 
@@ -82,7 +83,7 @@ def test_label_check_drops_disagreements():
 
 
 def test_plan_requests_cycles_through_examples_deterministically():
-    train = pd.DataFrame({"id": ["a", "b", "c"], "text": ["t1", "t2", "t3"], "label": ["x", "x", "y"]})
+    train = pl.DataFrame({"id": ["a", "b", "c"], "text": ["t1", "t2", "t3"], "label": ["x", "x", "y"]})
     labels = [Label(name="x", description="d"), Label(name="y", description="d"), Label(name="z", description="d")]
     plan = plan_requests(train, labels, n_per_class=3, seed=1)
     assert [(lab.name, row["id"]) for lab, row in plan] == [

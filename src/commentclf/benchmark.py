@@ -17,16 +17,30 @@ from commentclf.metrics import classification_report
 def bootstrap_ci(
     y_true: list[str], y_pred: list[str], labels: list[str], minority: str, n: int, seed: int
 ) -> tuple[list[float], list[float]]:
-    """95 % percentile intervals of macro-F1 and minority-class F1 over `n` resamples of the test set."""
-    rng = np.random.default_rng(seed)
-    t, p = np.array(y_true), np.array(y_pred)
-    macro, minority_f1 = [], []
-    for _ in range(n):
-        idx = rng.integers(0, len(t), len(t))
-        macro.append(f1_score(t[idx], p[idx], labels=labels, average="macro", zero_division=0))
-        minority_f1.append(f1_score(t[idx], p[idx], labels=[minority], average="macro", zero_division=0))
-    q = lambda xs: [float(np.percentile(xs, 2.5)), float(np.percentile(xs, 97.5))]  # noqa: E731
-    return q(macro), q(minority_f1)
+    """95 % percentile intervals of macro-F1 and minority-class F1 over `n` resamples of the test rows
+    (scipy's bootstrap, rows resampled as (gold, prediction) pairs)."""
+    from scipy.stats import bootstrap
+
+    t = np.array([labels.index(y) for y in y_true])
+    p = np.array([labels.index(y) for y in y_pred])
+    index = list(range(len(labels)))
+
+    def ci(scored: list[int]) -> list[float]:
+        def f1(gold, pred):
+            return f1_score(gold, pred, labels=scored, average="macro", zero_division=0)
+
+        res = bootstrap(
+            (t, p),
+            f1,
+            paired=True,
+            vectorized=False,
+            n_resamples=n,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+        return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+
+    return ci(index), ci([labels.index(minority)])
 
 
 def latency_ms(
@@ -74,17 +88,6 @@ def hardware() -> dict:
         "onnxruntime": onnxruntime.__version__,
         "python": platform.python_version(),
     }
-
-
-def dir_mb(*paths: str | Path) -> float | None:
-    """Size on disk in MB; None when a model is a hub id with no local folder to measure."""
-    total = 0
-    for path in map(Path, paths):
-        if not path.exists():
-            return None
-        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-        total += sum(p.stat().st_size for p in files)
-    return round(total / 2**20, 1)
 
 
 def model_entry(
@@ -144,19 +147,3 @@ def markdown(report: dict, labels: list[str], minority: str) -> str:
     for name, m in report["models"].items():
         lines.append(f"| {name} | " + " | ".join(f"{m['f1'][label]:.3f}" for label in labels) + " |")
     return "\n".join(lines) + "\n"
-
-
-def confusion_png(gold: list[str], pred: list[str], labels: list[str], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    ConfusionMatrixDisplay.from_predictions(gold, pred, labels=labels, ax=ax, colorbar=False, xticks_rotation=30)
-    ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

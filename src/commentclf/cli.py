@@ -6,6 +6,7 @@ the user's front door to them.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from commentclf.config import ParamsError, load_params
+from commentclf.config import load_params
 from commentclf.data import build_splits
+from commentclf.errors import DataError, ParamsError
 from commentclf.stage import user_errors_exit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -73,7 +75,8 @@ def exp(
     apply_profile(profile)  # fail here, with the bad key named, rather than inside a stage
     flags = [] if mode == "workspace" else [f"--{mode}"]
     cmd = [sys.executable, "-m", "dvc", "exp", "run", *flags, *set_param_args(load_profile(profile)), *(extra or [])]
-    console.print("[dim]" + " ".join(cmd[1:]) + "[/]")
+    # Verbatim, so that it can be copied: rich markup would read `[negative, neutral]` as a style tag.
+    print(shlex.join(cmd[1:]), flush=True)
     raise typer.Exit(subprocess.call(cmd))
 
 
@@ -89,10 +92,11 @@ def predict(
     batch_size: int = typer.Option(64, min=1),
 ) -> None:
     """Label one text, or a file in batches, with the int8 ONNX student."""
+    import polars as pl
     from rich.progress import track
 
-    from commentclf.data import DataError, read_table
-    from commentclf.onnx_export import OnnxClassifier
+    from commentclf.data import read_table
+    from commentclf.onnx_model import OnnxClassifier
 
     if (text is None) == (input is None):
         raise DataError("give either a TEXT argument or --input FILE (with --output FILE)")
@@ -113,19 +117,21 @@ def predict(
         raise DataError("--input needs --output")
     df = read_table(input)
     if text_column not in df.columns:
-        raise DataError(f"{input}: missing column {text_column!r} (columns found: {list(df.columns)})")
-    texts = df[text_column].fillna("").astype(str).tolist()
-    blank = [i for i, t in enumerate(texts) if not t.strip()]
+        raise DataError(f"{input}: missing column {text_column!r} (columns found: {df.columns})")
+    texts = ["" if t is None else t for t in df[text_column].to_list()]
+    blank = [not t.strip() for t in texts]
     probs = []
     for start in track(range(0, len(texts), batch_size), description=f"labelling {len(texts)} rows"):
         probs.append(clf.predict_proba([t if t.strip() else "." for t in texts[start : start + batch_size]]))
     proba = np.concatenate(probs) if probs else np.zeros((0, len(clf.labels)))
-    df["label"] = [clf.labels[i] for i in proba.argmax(1)]
-    for j, label in enumerate(clf.labels):
-        df[f"score_{label}"] = proba[:, j]
-    df.loc[blank, "label"] = None  # an empty text gets no label, not a guess
-    df.to_csv(output, index=False)
-    console.print(f"wrote {output}: {len(df)} rows ({len(blank)} empty texts left unlabelled)")
+    # an empty text gets no label, not a guess
+    labels = [None if empty else clf.labels[i] for i, empty in zip(proba.argmax(1), blank)]
+    df = df.with_columns(
+        pl.Series("label", labels, dtype=pl.String),
+        *(pl.Series(f"score_{label}", proba[:, j]) for j, label in enumerate(clf.labels)),
+    )
+    df.write_csv(output)
+    console.print(f"wrote {output}: {len(df)} rows ({sum(blank)} empty texts left unlabelled)")
 
 
 @app.command()

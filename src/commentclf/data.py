@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import polars as pl
 
 from commentclf.config import DataConfig, SplitConfig
+from commentclf.errors import DataError
 
 SPLITS = ("train", "dev", "test")
-
-
-class DataError(ValueError):
-    """An input file breaks the data contract; the message says which file, column and row."""
 
 
 def text_id(text: str) -> str:
@@ -38,47 +36,35 @@ def normalize_text(text: str) -> str:
     return unicodedata.normalize("NFC", text).strip()
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def read_table(path: str | Path) -> pl.DataFrame:
     """Read a CSV (UTF-8) or parquet file with every column as text; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".tsv", ".txt"):
+        raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv, .tsv or .parquet)")
+    if suffix in (".parquet", ".pq"):
+        try:
+            df = pl.read_parquet(path)
+        except Exception as err:  # a broken parquet file raises several types
+            raise DataError(f"{path}: cannot read file ({type(err).__name__}: {err})") from None
+        return df.with_columns(pl.col(c).cast(pl.String) for c in df.columns)
     try:
-        if suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
-        elif suffix in (".csv", ".tsv", ".txt"):
-            # keep_default_na=False: a comment that reads "NA" or "null" is text, not a missing value.
-            # skip_blank_lines=False: in a one-column file a whitespace-only comment is a blank line, and
-            # pandas would drop it without a trace; here it becomes an empty text, dropped and counted.
-            df = pd.read_csv(
-                path,
-                sep="\t" if suffix == ".tsv" else ",",
-                dtype=str,
-                keep_default_na=False,
-                skip_blank_lines=False,
-                encoding="utf-8-sig",
-            )
-        else:
-            raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv, .tsv or .parquet)")
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"{path}: not valid UTF-8 (byte {err.start}: {err.reason}); re-save the file as UTF-8"
-        ) from None
-    except pd.errors.ParserError as err:
-        raise DataError(f"{path}: malformed CSV: {err}") from None
-    except DataError:
-        raise
-    except Exception as err:  # pyarrow raises several types for a broken parquet file
-        raise DataError(f"{path}: cannot read file ({type(err).__name__}: {err})") from None
-    return df
+        # infer_schema=False: every column is text, so a comment that reads "NA" or "null" stays text;
+        # a blank line stays a row (of nulls), dropped later and counted, never lost without a trace.
+        return pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema=False)
+    except pl.exceptions.ComputeError as err:
+        if "utf-8" in str(err).lower():
+            raise DataError(f"{path}: not valid UTF-8 ({err}); re-save the file as UTF-8") from None
+        raise DataError(f"{path}: malformed CSV: {str(err).splitlines()[0]}") from None
 
 
-def _require_columns(df: pd.DataFrame, path: str | Path, columns: list[str]) -> None:
+def _require_columns(df: pl.DataFrame, path: str | Path, columns: list[str]) -> None:
     for col in columns:
         if col not in df.columns:
             raise DataError(
-                f"{path}: missing column {col!r} (columns found: {list(df.columns)}); "
+                f"{path}: missing column {col!r} (columns found: {df.columns}); "
                 "set data.text_column / data.label_column in params.yaml"
             )
 
@@ -96,107 +82,104 @@ class CleanReport:
     kept: int = 0
 
 
-def _clean_texts(df: pd.DataFrame, text_col: str, max_chars: int, report: CleanReport) -> pd.DataFrame:
-    texts = df[text_col].map(lambda t: "" if t is None or t != t else str(t))  # t != t: NaN
-    texts = texts.map(normalize_text)
-    empty = texts == ""
-    report.empty = int(empty.sum())
-    too_long = texts.str.len() > max_chars
-    report.truncated = int(too_long.sum())
-    texts = texts.where(~too_long, texts.str.slice(0, max_chars).str.rstrip())
-    out = df.assign(text=texts)
-    out["row"] = np.arange(len(df)) + 2  # line number in a CSV with a header (1-based)
-    return out[~empty]
+def _stripped(df: pl.DataFrame, column: str) -> list[str]:
+    return [("" if v is None else str(v)).strip() for v in df[column].to_list()]
 
 
-def load_labeled(path: str | Path, cfg: DataConfig, labels: list[str]) -> tuple[pd.DataFrame, CleanReport]:
+def _clean_texts(df: pl.DataFrame, text_col: str, max_chars: int, report: CleanReport) -> pl.DataFrame:
+    texts = [normalize_text("" if t is None else str(t)) for t in df[text_col].to_list()]
+    report.empty = sum(t == "" for t in texts)
+    report.truncated = sum(len(t) > max_chars for t in texts)
+    texts = [t[:max_chars].rstrip() if len(t) > max_chars else t for t in texts]
+    out = df.with_columns(
+        pl.Series("text", texts, dtype=pl.String),
+        pl.Series("row", np.arange(len(df)) + 2),  # line number in a CSV with a header (1-based)
+    )
+    return out.filter(pl.col("text") != "")
+
+
+def _drop_duplicates(df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """The first row of each text; how many were dropped."""
+    kept = df.unique(subset="text", keep="first", maintain_order=True)
+    return kept, len(df) - len(kept)
+
+
+def load_labeled(path: str | Path, cfg: DataConfig, labels: list[str]) -> tuple[pl.DataFrame, CleanReport]:
     """Read and clean a labelled file; returns columns id, text, label."""
     df = read_table(path)
     _require_columns(df, path, [cfg.text_column, cfg.label_column])
     report = CleanReport(rows_read=len(df))
-    raw_labels = df[cfg.label_column].map(lambda v: "" if v is None or v != v else str(v).strip())
-    raw_texts = df[cfg.text_column].map(lambda v: "" if v is None or v != v else str(v).strip())
+    raw_labels, raw_texts = _stripped(df, cfg.label_column), _stripped(df, cfg.text_column)
     # A blank line (no text, no label) is an empty row, counted below, not a labelling error.
-    unknown = ~raw_labels.isin(labels) & ~((raw_labels == "") & (raw_texts == ""))
-    if unknown.any():
-        i = int(np.flatnonzero(unknown.to_numpy())[0])
-        bad = sorted(set(raw_labels[unknown]))
+    unknown = [i for i, (y, t) in enumerate(zip(raw_labels, raw_texts)) if y not in labels and (y or t)]
+    if unknown:
+        i = unknown[0]
+        bad = sorted({raw_labels[j] for j in unknown})
         raise DataError(
-            f"{path}: column {cfg.label_column!r}, row {i + 2}: unknown label {raw_labels.iloc[i]!r} "
-            f"({int(unknown.sum())} row(s) in all, values {bad[:5]}); allowed labels: {labels}"
+            f"{path}: column {cfg.label_column!r}, row {i + 2}: unknown label {raw_labels[i]!r} "
+            f"({len(unknown)} row(s) in all, values {bad[:5]}); allowed labels: {labels}"
         )
-    df = df.assign(label=raw_labels)
+    df = df.with_columns(pl.Series("label", raw_labels, dtype=pl.String))
     df = _clean_texts(df, cfg.text_column, cfg.max_chars, report)
 
-    n_labels = df.groupby("text")["label"].nunique()
-    conflicted = df["text"].isin(n_labels[n_labels > 1].index)
-    report.conflicting_labels = int(conflicted.sum())
-    df = df[~conflicted]
-    dup = df.duplicated("text", keep="first")
-    report.duplicates = int(dup.sum())
-    df = df[~dup]
+    conflicted = pl.col("label").n_unique().over("text") > 1
+    report.conflicting_labels = df.select(conflicted.sum()).item()
+    df, report.duplicates = _drop_duplicates(df.filter(~conflicted))
     report.kept = len(df)
-    out = pd.DataFrame({"id": df["text"].map(text_id), "text": df["text"], "label": df["label"]})
-    return out.reset_index(drop=True), report
+    return df.select(pl.col("text").map_elements(text_id, return_dtype=pl.String).alias("id"), "text", "label"), report
 
 
-def load_pool(path: str | Path, cfg: DataConfig, exclude: set[str]) -> tuple[pd.DataFrame, CleanReport]:
+def load_pool(path: str | Path, cfg: DataConfig, exclude: set[str]) -> tuple[pl.DataFrame, CleanReport]:
     """Read and clean the unlabelled pool; rows whose text is in `exclude` (labelled/test) are removed."""
     df = read_table(path)
     _require_columns(df, path, [cfg.text_column])
     report = CleanReport(rows_read=len(df))
-    df = _clean_texts(df, cfg.text_column, cfg.max_chars, report)
-    dup = df.duplicated("text", keep="first")
-    report.duplicates = int(dup.sum())
-    df = df[~dup]
-    overlap = df["text"].isin(exclude)
-    report.overlap_removed = int(overlap.sum())
-    df = df[~overlap]
+    df, report.duplicates = _drop_duplicates(_clean_texts(df, cfg.text_column, cfg.max_chars, report))
+    overlap = pl.col("text").is_in(list(exclude))
+    report.overlap_removed = df.select(overlap.sum()).item()
+    df = df.filter(~overlap)
     report.kept = len(df)
-    out = pd.DataFrame({"id": df["text"].map(text_id), "text": df["text"]})
-    return out.reset_index(drop=True), report
+    return df.select(pl.col("text").map_elements(text_id, return_dtype=pl.String).alias("id"), "text"), report
 
 
 def stratified_split(
-    df: pd.DataFrame, fractions: dict[str, float], seed: int, min_per_label: int
-) -> dict[str, pd.DataFrame]:
+    df: pl.DataFrame, fractions: dict[str, float], seed: int, min_per_label: int
+) -> dict[str, pl.DataFrame]:
     """Split per label so every label is represented in every split (at least one row each).
 
     `fractions` maps split name -> share; the first split takes the remainder. Per-label rounding keeps
     the class mix of every split as close to the whole as the counts allow.
     """
     names = list(fractions)
-    counts = df["label"].value_counts()
-    too_few = counts[counts < min_per_label]
-    if len(too_few):
-        detail = ", ".join(f"{label!r} has {n}" for label, n in too_few.items())
+    counts = Counter(df["label"].to_list())
+    too_few = {label: n for label, n in counts.items() if n < min_per_label}
+    if too_few:
+        detail = ", ".join(f"{label!r} has {n}" for label, n in sorted(too_few.items(), key=lambda kv: kv[1]))
         raise DataError(
             f"too few labelled rows to split ({detail}; each label needs at least "
             f"{min_per_label} for {', '.join(names)}). Label more rows or lower split.min_per_label."
         )
     rng = np.random.default_rng(seed)
-    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
-    for label in sorted(counts.index):
-        rows = df[df["label"] == label]
-        rows = rows.iloc[rng.permutation(len(rows))]
+    parts: dict[str, list[pl.DataFrame]] = {name: [] for name in names}
+    for label in sorted(counts):
+        rows = df.filter(pl.col("label") == label)
+        rows = rows[rng.permutation(len(rows))]
         start = 0
-        sizes = {}
-        for name in names[1:]:
-            sizes[name] = max(1, int(round(len(rows) * fractions[name])))
+        sizes = {name: max(1, int(round(len(rows) * fractions[name]))) for name in names[1:]}
         if len(rows) - sum(sizes.values()) < 1:
             raise DataError(f"label {label!r}: {len(rows)} rows cannot fill {names} (sizes {sizes})")
         for name in names[1:]:
-            parts[name].append(rows.iloc[start : start + sizes[name]])
+            parts[name].append(rows[start : start + sizes[name]])
             start += sizes[name]
-        parts[names[0]].append(rows.iloc[start:])
+        parts[names[0]].append(rows[start:])
     # Sort by id so the files do not depend on the order labels were processed in.
-    return {name: pd.concat(p).sort_values("id").reset_index(drop=True) for name, p in parts.items()}
+    return {name: pl.concat(p).sort("id") for name, p in parts.items()}
 
 
 @dataclass
 class SplitResult:
-    splits: dict[str, pd.DataFrame]
-    pool: pd.DataFrame
+    splits: dict[str, pl.DataFrame]
+    pool: pl.DataFrame
     reports: dict[str, CleanReport] = field(default_factory=dict)
 
     def metrics(self, labels: list[str]) -> dict:
@@ -217,15 +200,15 @@ def build_splits(data: DataConfig, split: SplitConfig, labels: list[str]) -> Spl
     if external_test:
         test, test_report = load_labeled(data.test, data, labels)
         reports["test"] = test_report
-        leak = labeled["text"].isin(set(test["text"]))
-        lab_report.overlap_removed = int(leak.sum())
-        labeled = labeled[~leak]
+        leak = pl.col("text").is_in(test["text"].to_list())
+        lab_report.overlap_removed = labeled.select(leak.sum()).item()
+        labeled = labeled.filter(~leak)
         lab_report.kept = len(labeled)
         dev_share = split.dev_frac
         parts = stratified_split(
             labeled, {"train": 1 - dev_share, "dev": dev_share}, split.seed, max(2, split.min_per_label - 1)
         )
-        parts["test"] = test.sort_values("id").reset_index(drop=True)
+        parts["test"] = test.sort("id")
     else:
         if split.test_frac <= 0:
             raise DataError("split.test_frac must be > 0 when data.test is not given")
@@ -233,21 +216,26 @@ def build_splits(data: DataConfig, split: SplitConfig, labels: list[str]) -> Spl
         if fractions["train"] <= 0:
             raise DataError(f"split.dev_frac + split.test_frac = {1 - fractions['train']:.2f} leaves no train rows")
         parts = stratified_split(labeled, fractions, split.seed, split.min_per_label)
-    seen = set().union(*(set(df["text"]) for df in parts.values()))
+    seen = set().union(*(set(df["text"].to_list()) for df in parts.values()))
     pool, pool_report = load_pool(data.unlabeled, data, seen)
     reports["pool"] = pool_report
-    return SplitResult(splits=parts, pool=pool.sort_values("id").reset_index(drop=True), reports=reports)
+    return SplitResult(splits=parts, pool=pool.sort("id"), reports=reports)
 
 
 def write_splits(result: SplitResult, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, df in result.splits.items():
-        df.to_parquet(out_dir / f"{name}.parquet", index=False)
-    result.pool.to_parquet(out_dir / "pool.parquet", index=False)
+        df.write_parquet(out_dir / f"{name}.parquet")
+    result.pool.write_parquet(out_dir / "pool.parquet")
 
 
-def read_split(name: str, split_dir: Path = Path("data/split")) -> pd.DataFrame:
-    path = split_dir / f"{name}.parquet"
+def read_split(split_dir: str | Path, name: str) -> pl.DataFrame:
+    path = Path(split_dir) / f"{name}.parquet"
     if not path.is_file():
         raise DataError(f"{path} not found: run `dvc repro split` first")
-    return pd.read_parquet(path)
+    return pl.read_parquet(path)
+
+
+def most_frequent(values: list[str]) -> str:
+    """The most frequent value; a tie goes to the value seen first."""
+    return Counter(values).most_common(1)[0][0]

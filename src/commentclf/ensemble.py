@@ -5,13 +5,79 @@
 * `soft`: p = (1 - w) * p_setfit + w * p_llm; the weight w is chosen on dev (`choose_weight`).
 Both return (label indices, confidence); a confidence floor then decides which pseudo-labels are kept.
 Each model's probabilities are first calibrated on dev (`fit_calibration`) so they share one scale.
+
+`Ensemble` is the fitted result (calibrations, rule, weight): `llm_label` fits and saves it as
+models/ensemble.json, and every later user (the benchmark) loads it rather than re-deriving the rule.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
 import numpy as np
 
+from commentclf.config import LabelConfig
 from commentclf.metrics import classification_report
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """SetFit + LLM probabilities -> one distribution over `labels`: each model calibrated, then the rule."""
+
+    labels: list[str]
+    rule: str
+    """`gate` or `soft` (label.rule)."""
+    weight: float
+    """LLM weight of the soft rule, chosen on dev."""
+    gate_label: str
+    """The no-stance label SetFit is trusted with under the gate rule."""
+    calibration: dict[str, dict]
+    """"setfit" / "llm" -> {"temperature": T, "bias": [b_k]} (see `fit_calibration`)."""
+
+    @classmethod
+    def fit(
+        cls,
+        p_setfit: np.ndarray,
+        p_llm: np.ndarray,
+        gold: list[str],
+        labels: list[str],
+        minority: str,
+        cfg: LabelConfig,
+    ) -> tuple[Ensemble, dict]:
+        """Calibrate both models and choose the soft weight on labelled dev rows; returns the ensemble and the
+        dev score of every weight tried."""
+        gold_index = np.array([labels.index(g) for g in gold])
+        calibration = {
+            "setfit": fit_calibration(p_setfit, gold_index, cfg.calibrate),
+            "llm": fit_calibration(p_llm, gold_index, cfg.calibrate),
+        }
+        ps, pl = apply_calibration(p_setfit, calibration["setfit"]), apply_calibration(p_llm, calibration["llm"])
+        weight, scores = choose_weight(ps, pl, gold, labels, minority, cfg.soft_weights, cfg.select_on)
+        return cls(list(labels), cfg.rule, weight, cfg.gate_label, calibration), scores
+
+    def calibrated(self, p_setfit: np.ndarray, p_llm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return apply_calibration(p_setfit, self.calibration["setfit"]), apply_calibration(
+            p_llm, self.calibration["llm"]
+        )
+
+    def combine(self, ps: np.ndarray, pl: np.ndarray) -> np.ndarray:
+        """The rule applied to already calibrated probabilities."""
+        if self.rule == "gate":
+            return gate_proba(ps, pl, self.labels.index(self.gate_label))
+        return soft_proba(ps, pl, self.weight)
+
+    def predict_proba(self, p_setfit: np.ndarray, p_llm: np.ndarray) -> np.ndarray:
+        return self.combine(*self.calibrated(p_setfit, p_llm))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Ensemble:
+        return cls(**json.loads(Path(path).read_text()))
 
 
 def gate_proba(p_setfit: np.ndarray, p_llm: np.ndarray, gate_index: int) -> np.ndarray:
@@ -110,15 +176,19 @@ def pseudo_label_accuracy(pseudo, truth, labels: list[str], minority: str) -> di
     and label. Reported: the kept rows' accuracy and report, and every matched row's accuracy before the
     confidence floor for the ensemble and each teacher alone (what the floor buys; which teacher is right).
     """
-    matched = pseudo.merge(truth[["text", "label"]].rename(columns={"label": "gold"}), on="text")
-    hits = matched[matched.kept]
+    import polars as pl
+
+    matched = pseudo.join(truth.select("text", pl.col("label").alias("gold")), on="text", maintain_order="left")
+    hits = matched.filter(pl.col("kept"))
     return {
         "rows_matched": len(matched),
         "rows_kept_matched": len(hits),
-        "kept_accuracy": float((hits.label == hits.gold).mean()) if len(hits) else None,
-        "kept": classification_report(hits.gold.tolist(), hits.label.tolist(), labels, minority) if len(hits) else None,
+        "kept_accuracy": float((hits["label"] == hits["gold"]).mean()) if len(hits) else None,
+        "kept": classification_report(hits["gold"].to_list(), hits["label"].to_list(), labels, minority)
+        if len(hits)
+        else None,
         "all_rows_accuracy": {
-            column: float((matched[column] == matched.gold).mean()) if len(matched) else None
+            column: float((matched[column] == matched["gold"]).mean()) if len(matched) else None
             for column in ("label", "setfit_label", "llm_label")
         },
     }

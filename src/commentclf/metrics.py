@@ -1,30 +1,6 @@
-"""Metric files: small JSON documents that DVC tracks (`metrics:` in dvc.yaml) and `dvc metrics diff` compares."""
+"""Quality metrics of a classifier on labelled rows (scikit-learn), the same report everywhere."""
 
 from __future__ import annotations
-
-import json
-import math
-from pathlib import Path
-from typing import Any
-
-
-def _clean(value: Any) -> Any:
-    # NaN/inf are not JSON; write null so `dvc metrics diff` shows the hole instead of failing to parse.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item"):  # numpy scalars
-        return _clean(value.item())
-    return value
-
-
-def write_json(path: str | Path, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(data), indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
 
 
 def classification_report(y_true, y_pred, labels: list[str], minority: str) -> dict:

@@ -12,11 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from commentclf.config import OnnxConfig
+
 FP32_FILE = "model.onnx"
-
-
-class ParityError(RuntimeError):
-    """An exported model disagrees with the torch student more than the bounds allow."""
 
 
 def cpu_has_avx512_vnni() -> bool:
@@ -60,16 +58,7 @@ def optimize(fp32_dir: Path, out_dir: Path, level: str) -> Path:
     return out_dir / "model_optimized.onnx"
 
 
-def quantize(
-    opt_dir: Path,
-    file_name: str,
-    out_dir: Path,
-    per_channel: bool,
-    operators: list[str],
-    isa: str = "auto",
-    scheme: str = "blockwise",
-    block_size: int = 128,
-) -> tuple[Path, str]:
+def quantize(opt_dir: Path, file_name: str, out_dir: Path, cfg: OnnxConfig) -> tuple[Path, str]:
     """int8 of the optimised graph; returns the file and the instruction set the kernels target.
 
     Gather (and MatMul in the `dynamic` scheme) go through onnxruntime's quantize_dynamic, set up as
@@ -81,11 +70,12 @@ def quantize(
     In the `blockwise` scheme MatMul becomes MatMulNBits (8 bits, one scale per `block_size` inputs,
     accuracy level 4 = int8 compute with activations quantised per block). Dynamic quantisation gives a
     whole activation tensor one scale, and the outliers of BERT activations then cost the small channels
-    their precision: a student with small margins flips argmaxes (91 % agreement on RUW).
+    their precision: a student with small class margins flips argmaxes (docs/design.md).
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    isa, operators = cfg.isa, cfg.operators
     if isa == "auto":
         isa = "avx512_vnni" if cpu_has_avx512_vnni() else "avx2"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -93,7 +83,7 @@ def quantize(
         if extra.is_file() and extra.suffix != ".onnx":
             shutil.copy2(extra, out_dir / extra.name)
     target = out_dir / "model_quantized.onnx"
-    blockwise = scheme == "blockwise" and "MatMul" in operators
+    blockwise = cfg.scheme == "blockwise" and "MatMul" in operators
     dynamic_ops = [op for op in operators if not (blockwise and op == "MatMul")]
     source = opt_dir / file_name
     if dynamic_ops:
@@ -101,7 +91,7 @@ def quantize(
             source,
             target,
             op_types_to_quantize=dynamic_ops,
-            per_channel=per_channel,
+            per_channel=cfg.per_channel,
             reduce_range=isa == "avx2",
             weight_type=QuantType.QInt8,
             extra_options={"WeightSymmetric": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
@@ -113,7 +103,7 @@ def quantize(
             MatMulNBitsQuantizer,
         )
 
-        settings = dict(block_size=block_size, is_symmetric=True, accuracy_level=4, bits=8)
+        settings = dict(block_size=cfg.block_size, is_symmetric=True, accuracy_level=4, bits=8)
         # MatMul only: `operators` decides about Gather (the quantizer would otherwise take it too).
         quantizer = MatMulNBitsQuantizer(
             onnx.load(source),
@@ -126,55 +116,9 @@ def quantize(
     return target, isa
 
 
-class OnnxClassifier:
-    """onnxruntime session + tokenizer; `predict_proba(texts)` like the torch student."""
-
-    def __init__(self, path: str | Path, threads: int | None = None, max_length: int = 512, prefix: str = "query: "):
-        import onnxruntime as ort
-        from transformers import AutoConfig, AutoTokenizer
-
-        path = Path(path)
-        folder = path.parent if path.suffix == ".onnx" else path
-        file = path if path.suffix == ".onnx" else next(p for p in sorted(folder.glob("*.onnx")))
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
-        self.inputs = {i.name for i in self.session.get_inputs()}
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        config = AutoConfig.from_pretrained(folder)
-        self.labels = [config.id2label[i] for i in range(config.num_labels)]
-        self.max_length = max_length
-        self.prefix = prefix
-        self.file = file
-
-    def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        out = []
-        for start in range(0, len(texts), batch_size):
-            enc = self.tokenizer(
-                [self.prefix + t for t in texts[start : start + batch_size]],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="np",
-            )
-            feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self.inputs}
-            logits = self.session.run(["logits"], feed)[0].astype(np.float64)
-            logits -= logits.max(1, keepdims=True)
-            p = np.exp(logits)
-            out.append(p / p.sum(1, keepdims=True))
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)))
-
-
 def parity(p_ref: np.ndarray, p_onnx: np.ndarray) -> dict:
     return {
         "argmax_agreement": float(np.mean(p_ref.argmax(1) == p_onnx.argmax(1))),
         "max_prob_diff": float(np.abs(p_ref - p_onnx).max()),
         "rows": len(p_ref),
     }
-
-
-def file_mb(path: Path) -> float:
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-    return round(sum(p.stat().st_size for p in files) / 2**20, 2)

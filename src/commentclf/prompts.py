@@ -59,7 +59,7 @@ TEMPLATES = {
 }
 
 # The generation answer is started for the model: the first thing it writes is the comment itself, which
-# removes chatty preambles ("Sure! Here is...") — the original lost much of its 40 % to those.
+# removes chatty preambles ("Sure! Here is...") — the original lost much of its output to those.
 SYNTH_ANSWER_START = '{"text": "'
 
 

@@ -1,12 +1,14 @@
 """HTTP service for the int8 ONNX student (FastAPI; `pip install -e '.[serve]'`).
 
-    GET  /health          -> {"status", "model_version", "labels", "max_length_tokens", "max_batch"}
+    GET  /health          -> {"status", "model_version", "labels", "max_length_tokens", "max_batch", ...}
     POST /predict         {"text": "..."}          -> {"label", "scores": {label: probability}}
     POST /predict/batch   {"texts": ["...", ...]}  -> {"predictions": [{"label", "scores"}, ...]}
 
-Empty or whitespace-only text, a non-string, or more than `max_batch` texts -> 422 with a message. Long
-texts are cut at the model's token limit (`student.max_length`, 128 by default; characters past
-MAX_CHARS are dropped before tokenising, which changes nothing at that limit). The model loads once, at start-up.
+Empty or whitespace-only text, a non-string, or more than `max_batch` texts -> 422 with a message. A
+request body over MAX_BODY_BYTES -> 413 before it is read whole (a comment's meaning is in its first
+`student.max_length` tokens; nothing needs megabytes). Long texts are cut at the model's token limit
+(characters past MAX_CHARS are dropped before tokenising, which changes nothing at that limit). The model
+loads once, at start-up.
 """
 
 from __future__ import annotations
@@ -18,6 +20,47 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_BATCH = 64
 MAX_CHARS = 20_000
+MAX_BODY_BYTES = 1_000_000
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over `max_bytes`, by its Content-Length or, for a chunked
+    body, as soon as the bytes received pass the limit (Starlette itself reads any size)."""
+
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and int(length) > self.max_bytes:
+            return await self._reject(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await self._reject(scope, receive, send)
+
+    async def _reject(self, scope, receive, send):
+        from starlette.responses import JSONResponse
+
+        response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
+        await response(scope, receive, send)
 
 
 def _non_empty(text: str) -> str:
@@ -68,11 +111,12 @@ def create_app(
 ):
     from fastapi import FastAPI
 
-    from commentclf.onnx_export import OnnxClassifier
+    from commentclf.onnx_model import OnnxClassifier
 
     model = OnnxClassifier(model_dir, threads=threads, max_length=max_length, prefix=prefix)
     version = model_version(model.file)
     app = FastAPI(title="commentclf", version=version)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     def predict(texts: list[str]) -> list[Prediction]:
         proba = model.predict_proba(texts)
@@ -93,6 +137,7 @@ def create_app(
             "labels": model.labels,
             "max_length_tokens": max_length,
             "max_batch": MAX_BATCH,
+            "max_body_bytes": MAX_BODY_BYTES,
         }
 
     @app.post("/predict", response_model=Prediction)

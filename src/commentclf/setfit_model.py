@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from commentclf.config import SetFitConfig
+from commentclf.files import canonical_json
 from commentclf.metrics import classification_report
-from commentclf.seeding import canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +33,12 @@ def train_setfit(
     dev_labels: list[str],
     labels: list[str],
     minority: str,
-    *,
-    prefix: str,
-    max_steps: int,
-    batch_size: int,
-    body_lr: float,
-    head_c: list[float],
-    max_length: int,
+    cfg: SetFitConfig,
     seed: int,
     out_dir: Path,
-    freeze_embeddings: bool = True,
 ):
-    """Train body + head, choose the head's C on dev macro-F1, save to `out_dir`. Returns (model, dev report)."""
+    """Train body + head, choose the head's C on dev macro-F1, save to `out_dir`. Returns (model, dev report,
+    the trainer's logged steps: embedding loss and learning rate)."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
     from sklearn.linear_model import LogisticRegression
@@ -52,24 +47,24 @@ def train_setfit(
     model = SetFitModel.from_pretrained(
         body, labels=labels, head_params={"class_weight": "balanced", "max_iter": 2000}, device="cpu"
     )
-    if freeze_embeddings:
+    if cfg.freeze_embeddings:
         model.model_body[0].auto_model.get_input_embeddings().requires_grad_(False)
     # Labels as indices into `labels`, so predict_proba's columns follow the params' label order.
     y_train = [labels.index(label) for label in train_labels]
     y_dev = [labels.index(label) for label in dev_labels]
-    train_ds = Dataset.from_dict({"text": [prefix + t for t in train_texts], "label": y_train})
-    dev_ds = Dataset.from_dict({"text": [prefix + t for t in dev_texts], "label": y_dev})
+    train_ds = Dataset.from_dict({"text": [cfg.prefix + t for t in train_texts], "label": y_train})
+    dev_ds = Dataset.from_dict({"text": [cfg.prefix + t for t in dev_texts], "label": y_dev})
     args = TrainingArguments(
         output_dir=str(out_dir / "_checkpoints"),
-        batch_size=batch_size,
-        max_steps=max_steps,
-        body_learning_rate=body_lr,
-        max_length=max_length,
+        batch_size=cfg.batch_size,
+        max_steps=cfg.max_steps,
+        body_learning_rate=cfg.body_lr,
+        max_length=cfg.max_length,
         seed=seed,
         report_to="none",
         save_strategy="no",
         show_progress_bar=False,
-        logging_steps=max(1, max_steps // 5),
+        logging_steps=max(1, cfg.max_steps // 20),
     )
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds, metric=_macro_f1)
     trainer.train()
@@ -79,7 +74,7 @@ def train_setfit(
     x_dev = model.encode(dev_ds["text"], batch_size=32)
     scores = {}
     best = None
-    for c in head_c:
+    for c in cfg.head_c:
         head = LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed)
         head.fit(x_train, y_train)
         scores[c] = float(f1_score(y_dev, head.predict(x_dev), average="macro"))
@@ -95,7 +90,12 @@ def train_setfit(
 
     proba = model.model_head.predict_proba(x_dev)
     report = classification_report(dev_labels, [labels[i] for i in proba.argmax(1)], labels, minority)
-    return model, {"head_c": best[0], "head_c_dev_macro_f1": scores, **report}
+    steps = [
+        {"step": h["step"], "embedding_loss": h["embedding_loss"], "learning_rate": h["learning_rate"]}
+        for h in trainer.st_trainer.state.log_history  # the sentence-transformers trainer inside setfit's
+        if "embedding_loss" in h
+    ]
+    return model, {"head_c": best[0], "head_c_dev_macro_f1": scores, **report}, steps
 
 
 def load_setfit(path: str | Path):
@@ -106,12 +106,12 @@ def load_setfit(path: str | Path):
 
 def setfit_proba(model, texts: list[str], prefix: str, batch_size: int = 32) -> np.ndarray:
     """(n, n_labels) probabilities, columns in the params' label order."""
+    n_labels = len(model.labels) if model.labels else len(model.model_head.classes_)
     if not texts:
-        return np.zeros((0, len(model.model_head.classes_)), dtype=np.float32)
+        return np.zeros((0, n_labels), dtype=np.float32)
     emb = model.encode([prefix + t for t in texts], batch_size=batch_size)
     proba = model.model_head.predict_proba(emb)
     # classes_ are the label indices seen in training; put each in its own column.
-    n_labels = len(model.labels) if model.labels else proba.shape[1]
     out = np.zeros((len(texts), n_labels), dtype=np.float32)
     out[:, model.model_head.classes_] = proba
     return out

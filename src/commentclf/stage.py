@@ -8,15 +8,11 @@ from collections.abc import Callable
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from commentclf.assets import AssetError
-from commentclf.config import ParamsError
-from commentclf.data import DataError
-from commentclf.llm import LLMError
-from commentclf.onnx_export import ParityError
+from commentclf.errors import CommentclfError
 
 console = Console(stderr=True)
-USER_ERRORS = (ParamsError, DataError, AssetError, LLMError, ParityError)
 
 
 def user_errors_exit(fn: Callable) -> Callable:
@@ -26,8 +22,9 @@ def user_errors_exit(fn: Callable) -> Callable:
     def wrapped(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except USER_ERRORS as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        except CommentclfError as err:
+            # the message is escaped: rich would read "['a', 'b']" in it as markup and drop it
+            console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapped

@@ -2,7 +2,7 @@
 
 Why a mean-pooling head: the e5 weights have no pooler (e5 was trained with mean pooling), and
 `AutoModelForSequenceClassification` for BERT classifies from the CLS token through that randomly
-initialised pooler — fine-tuned on a few hundred rows it collapsed to one class on RUW. `MeanPoolingClassifier`
+initialised pooler, which a few hundred rows can collapse to one class. `MeanPoolingClassifier`
 averages the token states (the way e5 itself embeds) and puts a linear layer on top; it is an ordinary
 `BertPreTrainedModel`, so it saves as a normal folder (with id2label) and exports to ONNX like any BERT.
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from torch import nn
 from transformers import AutoTokenizer, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from commentclf.config import StudentConfig
 from commentclf.metrics import classification_report
 
 
@@ -46,21 +46,6 @@ class MeanPoolingClassifier(BertPreTrainedModel):
         logits = self.classifier(self.dropout(pooled))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
-
-
-@dataclass
-class StudentSettings:
-    head: str  # "mean" | "cls"
-    lr: float
-    epochs: int
-    batch_size: int
-    max_length: int
-    warmup_ratio: float
-    weight_decay: float
-    prefix: str
-    seed: int
-    head_lr: float | None = None  # None: same as lr
-    select_on: str = "loss"  # dev metric that picks the epoch: loss (NLL), macro_f1 or minority_f1
 
 
 def class_weights(targets: np.ndarray) -> torch.Tensor:
@@ -128,20 +113,22 @@ def train_student(
     dev_labels: list[str],
     label_names: list[str],
     minority: str,
-    s: StudentSettings,
+    s: StudentConfig,
+    seed: int,
     out_dir: Path | None = None,
     targets: np.ndarray | None = None,
 ) -> dict:
     """Fine-tune; after every epoch evaluate on dev and keep the best epoch (`s.select_on`). Saves to out_dir.
-    `targets`: (n, labels) target distributions (soft pseudo-labels); None: one-hot `labels`."""
-    torch.manual_seed(s.seed)
+    `targets`: (n, labels) target distributions (soft pseudo-labels); None: one-hot `labels`. The head is
+    `s.head` (compare other heads with `s.model_copy(update={"head": ...})`)."""
+    torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(body)
     model = _load_model(body, s.head, label_names)
     target = torch.tensor(one_hot(labels, label_names) if targets is None else targets, dtype=torch.float32)
     weights = class_weights(target.numpy())
     # The head (and the CLS pooler, which e5 lacks) starts from random weights while the encoder is
-    # pre-trained: at the encoder's small lr the head barely moves in a few epochs (on RUW, 2 epochs at 5e-5
-    # left the training loss at ln 3), so it gets a learning rate of its own.
+    # pre-trained: at the encoder's small lr the head can barely move in a few epochs (the training loss
+    # stays at ln k), so it gets a learning rate of its own.
     fresh, encoder = [], []
     for name, param in model.named_parameters():
         (fresh if name.startswith("classifier") or ".pooler." in name else encoder).append(param)
@@ -159,7 +146,7 @@ def train_student(
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     dev_gold = [label_names.index(label) for label in dev_labels]
-    rng = np.random.default_rng(s.seed)
+    rng = np.random.default_rng(seed)
     best, history = None, []
     start = time.perf_counter()
     for epoch in range(1, s.epochs + 1):
@@ -222,8 +209,7 @@ def frozen_head_baseline(
     dev_labels: list[str],
     label_names: list[str],
     minority: str,
-    prefix: str,
-    max_length: int,
+    s: StudentConfig,
     seed: int,
     out_dir: Path | None = None,
 ) -> dict:
@@ -235,6 +221,7 @@ def frozen_head_baseline(
     """
     from sklearn.linear_model import LogisticRegression
 
+    prefix, max_length = s.prefix, s.max_length
     tokenizer = AutoTokenizer.from_pretrained(body)
     model = _load_model(body, "mean", label_names).eval()
 

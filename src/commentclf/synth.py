@@ -1,7 +1,7 @@
 """Synthetic comments: an instruct LLM writes new comments per label from ONE real train example each, and
 every candidate goes through filters whose rejections are counted by reason.
 
-The original threw ~40 % away (chatty preambles, JSON cut by the token limit) and never published its
+The original threw much of its output away (chatty preambles, JSON cut by the token limit) and never published its
 filter. Filters, in order — the first that fires is the reason recorded:
   truncated / unparsable  the answer is not a JSON object with a "text" (cut by max_new_tokens or not)
   missing_label / wrong_label   no label, or not the label that was asked for
@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
+import polars as pl
 
 from commentclf.config import Label, SynthConfig
 from commentclf.data import normalize_text
@@ -73,18 +73,16 @@ class SynthReport:
         }
 
 
-def plan_requests(
-    train: pd.DataFrame, labels: list[Label], n_per_class: int, seed: int
-) -> list[tuple[Label, pd.Series]]:
+def plan_requests(train: pl.DataFrame, labels: list[Label], n_per_class: int, seed: int) -> list[tuple[Label, dict]]:
     """n_per_class (label, example) pairs per label, cycling through that label's train rows in a seeded order."""
     rng = np.random.default_rng(seed)
     requests = []
     for label in labels:
-        rows = train[train["label"] == label.name]
-        if rows.empty:
+        rows = train.filter(pl.col("label") == label.name).to_dicts()
+        if not rows:
             continue
         order = rng.permutation(len(rows))
-        requests += [(label, rows.iloc[order[i % len(rows)]]) for i in range(n_per_class)]
+        requests += [(label, rows[order[i % len(rows)]]) for i in range(n_per_class)]
     return requests
 
 
@@ -186,7 +184,7 @@ def filter_candidates(
 def run_synth(
     model,
     tokenizer,
-    train: pd.DataFrame,
+    train: pl.DataFrame,
     seed_texts: list[str],
     labels: list[Label],
     language: str,
@@ -218,7 +216,8 @@ def run_synth(
         new_tokens=n_new,
         seconds=seconds,
     )
-    df = pd.DataFrame(
-        {"text": [c.text for c in kept], "label": [c.label for c in kept], "source_id": [c.source_id for c in kept]}
+    df = pl.DataFrame(
+        {"text": [c.text for c in kept], "label": [c.label for c in kept], "source_id": [c.source_id for c in kept]},
+        schema=dict.fromkeys(["text", "label", "source_id"], pl.String),
     )
     return df, report, cands

@@ -1,25 +1,19 @@
-"""Evaluate the LLM classifier in both prediction modes on labelled rows."""
+"""The LLM classifier in both prediction modes on the same labelled rows: quality, parse failures, agreement, speed."""
 
 from __future__ import annotations
 
 import time
 
-from commentclf.llm import LLMClassifier
+from commentclf.config import LLMConfig
+from commentclf.llm.classifier import LLMClassifier
 from commentclf.metrics import classification_report
 
 
 def evaluate_llm(
-    clf: LLMClassifier,
-    texts: list[str],
-    gold: list[str],
-    minority: str,
-    fallback_label: str,
-    batch_size: int,
-    max_new_tokens: int,
-    score_batch_size: int | None = None,
+    clf: LLMClassifier, texts: list[str], gold: list[str], minority: str, fallback_label: str, cfg: LLMConfig
 ) -> dict:
-    """Both modes on the same rows; `batch_size` for generate, `score_batch_size` (default the same) for score."""
-    score_batch_size = score_batch_size or batch_size
+    """Both modes on the same rows: `generate` at cfg.predict_batch_size, `score` at cfg.score_batch_size."""
+    batch_size, score_batch_size, max_new_tokens = cfg.predict_batch_size, cfg.score_batch_size, cfg.max_new_tokens
     labels = clf.labels
     # Untimed warm-up of both modes on one batch: the first calls pay one-off costs (score's prefix cache,
     # torch's allocator and kernel selection) that weigh on a few dozen dev comments, not on a pool.

@@ -3,7 +3,7 @@
 Prints `dvc metrics diff --md` and `dvc plots diff` (output paths), then fails if a committed metric
 disappeared or a metric is NaN/null. The numbers themselves are not asserted: smoke-sized models are noise.
 
-    python scripts/check_metrics.py SMOKE_REPO_DIR
+    python .ci/check_metrics.py SMOKE_REPO_DIR
 """
 
 import json

@@ -1,0 +1,77 @@
+"""Reports of named runs (`reports/<dataset>/`): a run's metric files, the profile it ran with and its
+commit, kept in the repository so that the figures quoted anywhere come from files. The README's Results
+tables are generated from them (`python scripts/report.py readme`), and a test checks they agree."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from datetime import date
+from pathlib import Path
+
+REPORT_FILES = ("benchmark.json", "benchmark.md", "label.json", "student.json", "onnx.json", "data.json", "llm.json")
+BEGIN, END = "<!-- results:{} -->", "<!-- /results:{} -->"
+
+
+def save_report(run_dir: Path, report_dir: Path, profile: str | None) -> dict:
+    """Copy a finished run's metric files into `report_dir`, with run.json: commit, profile, date."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        source = run_dir / "metrics" / name
+        if source.is_file():
+            shutil.copy2(source, report_dir / name)
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=run_dir, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=run_dir, capture_output=True, text=True
+    )
+    changed = [line[3:] for line in dirty.stdout.splitlines() if line[3:] not in ("dvc.lock", "params.yaml")]
+    run = {"commit": commit, "uncommitted_changes": changed, "profile": profile, "date": date.today().isoformat()}
+    if profile:
+        shutil.copy2(run_dir / "profiles" / f"{profile}.yaml", report_dir / "profile.yaml")
+    (report_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    return run
+
+
+def results_table(report_dir: Path) -> str:
+    """The README's table of one dataset: every benchmarked model on the test split."""
+    bench = json.loads((report_dir / "benchmark.json").read_text())
+    run = json.loads((report_dir / "run.json").read_text())
+    hw = bench["hardware"]
+    minority = next(iter(_minority_names(report_dir)), "minority")
+    lines = [
+        f"Test split: {bench['test_size']} comments; {hw['cpu']}, {hw['logical_cores']} cores; commit "
+        f"`{run['commit'][:7]}`, profile `{run['profile'] or 'params.yaml'}`, {run['date']}. "
+        f"Intervals: 95 % bootstrap. Latency: batch 1, 1 thread, mean text {hw['text_chars']:.0f} characters.",
+        "",
+        f"| model | macro-F1 [95 % CI] | {minority} F1 [95 % CI] | p50 ms | size MB |",
+        "|---|---|---|---|---|",
+    ]
+    for name, m in bench["models"].items():
+        size = "n/a" if m["size_mb"] is None else f"{m['size_mb']:.1f}"
+        lines.append(
+            f"| {name} | {m['macro_f1']:.3f} [{m['macro_f1_ci'][0]:.2f}, {m['macro_f1_ci'][1]:.2f}] "
+            f"| {m['minority_f1']:.3f} [{m['minority_f1_ci'][0]:.2f}, {m['minority_f1_ci'][1]:.2f}] "
+            f"| {m['latency_ms']['p50_bs1_1t']:.1f} | {size} |"
+        )
+    return "\n".join(lines)
+
+
+def _minority_names(report_dir: Path) -> list[str]:
+    md = (report_dir / "benchmark.md").read_text()
+    return re.findall(r"\| (\w+) F1 \[95 % CI\]", md)
+
+
+def render_readme(readme: str, reports_dir: Path) -> str:
+    """The README with each `<!-- results:NAME -->` block replaced by the table of reports/NAME."""
+    for report_dir in sorted(p for p in reports_dir.iterdir() if (p / "benchmark.json").is_file()):
+        begin, end = BEGIN.format(report_dir.name), END.format(report_dir.name)
+        if begin not in readme:
+            continue
+        head, rest = readme.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        readme = f"{head}{begin}\n{results_table(report_dir)}\n{end}{tail}"
+    return readme
