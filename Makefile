@@ -38,6 +38,7 @@ repro: install
 # metrics with the committed ones: `dvc metrics diff` is printed, a metric that vanished or is NaN fails.
 SMOKE_DIR ?= $(CURDIR)/.smoke
 test: install
+	ruff check src stages tests scripts .ci
 	rm -rf $(SMOKE_DIR)
 	COMMENTCLF_SMOKE_DIR=$(SMOKE_DIR) pytest
 	python .ci/check_metrics.py $(SMOKE_DIR)

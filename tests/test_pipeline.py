@@ -118,7 +118,7 @@ def test_dvc_metrics_and_plots_commands(smoke_repo):
     diff = run_cmd(["dvc", "metrics", "diff", "--md"], smoke_repo)  # against the committed (demo) metrics
     assert diff.returncode == 0
     plots = json.loads(run_cmd(["dvc", "plots", "show", "--json"], smoke_repo).stdout)
-    shown = " ".join(plots)
+    shown = " ".join(plots["data"])
     for curve in ("dvclive/setfit/plots/metrics", "dvclive/llm/plots/metrics", "dvclive/student/plots/metrics"):
         assert curve in shown, shown
     assert "dvclive/benchmark/plots/sklearn/student_onnx_int8.json" in shown, shown

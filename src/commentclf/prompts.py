@@ -3,7 +3,7 @@
 Two prompts:
 * the classification prompt (Alpaca-style, as in the original): an instruction listing every label with
   its description, then `### Comment:` and the text, then `### Response:`; the answer is `{"label": "<word>"}`
-  (`llm.answers`, by default the label's name).
+  (`labels[].answer`, by default the label's name).
   It is split into a *prefix* identical for every comment, the comment, and a *suffix*, and each part is
   tokenised on its own, so training, `generate` and `score` (which caches the prefix) see the same tokens;
 * the synthetic-generation prompt: a short neutral context, the label's description, ONE real example of

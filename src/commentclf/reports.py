@@ -28,7 +28,8 @@ def save_report(run_dir: Path, report_dir: Path, profile: str | None) -> dict:
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"], cwd=run_dir, capture_output=True, text=True
     )
-    changed = [line[3:] for line in dirty.stdout.splitlines() if line[3:] not in ("dvc.lock", "params.yaml")]
+    outputs = ("dvc.lock", "params.yaml", "metrics/", "dvclive/", "plots/")  # what the run itself writes
+    changed = [line[3:] for line in dirty.stdout.splitlines() if not line[3:].startswith(outputs)]
     run = {"commit": commit, "uncommitted_changes": changed, "profile": profile, "date": date.today().isoformat()}
     if profile:
         shutil.copy2(run_dir / "profiles" / f"{profile}.yaml", report_dir / "profile.yaml")

@@ -50,7 +50,7 @@ class PromptTokens:
             log.warning(
                 "LLM answers %s begin with the same token: greedy `generate` picks that token on the labels' "
                 "summed probability and can then disagree with `score`; give the labels answers that differ "
-                "at their first token (llm.answers in params)",
+                "at their first token (labels[].answer in params)",
                 shared,
             )
         return cls(prefix, suffix, answers, max_length)

@@ -1,0 +1,49 @@
+import json
+import subprocess
+
+from commentclf.reports import render_readme, save_report
+
+
+def fake_run(tmp_path):
+    run = tmp_path / "run"
+    (run / "metrics").mkdir(parents=True)
+    (run / "profiles").mkdir()
+    (run / "profiles" / "x.yaml").write_text("seed: 1\n")
+    entry = {
+        "macro_f1": 0.5,
+        "macro_f1_ci": [0.4, 0.6],
+        "minority_f1": 0.3,
+        "minority_f1_ci": [0.2, 0.4],
+        "latency_ms": {"p50_bs1_1t": 9.87},
+        "size_mb": 12.0,
+    }
+    bench = {
+        "test_size": 7,
+        "hardware": {"cpu": "cpu", "logical_cores": 2, "text_chars": 80.0},
+        "models": {"setfit": entry, "student_onnx_int8": entry | {"size_mb": None}},
+    }
+    (run / "metrics" / "benchmark.json").write_text(json.dumps(bench))
+    (run / "metrics" / "benchmark.md").write_text(
+        "| model | accuracy | macro-F1 [95 % CI] | pro_russia F1 [95 % CI] |\n"
+    )
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@l"]
+    subprocess.run(git + ["init", "-q"], cwd=run, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=run, check=True)
+    subprocess.run(git + ["commit", "-qm", "x"], cwd=run, check=True)
+    return run
+
+
+def test_save_then_render_fills_only_the_named_block(tmp_path):
+    run = fake_run(tmp_path)
+    info = save_report(run, tmp_path / "reports" / "toy", "x")
+    assert len(info["commit"]) == 40 and info["profile"] == "x" and info["uncommitted_changes"] == []
+    assert (tmp_path / "reports/toy/profile.yaml").read_text() == "seed: 1\n"
+    readme = (
+        "intro\n<!-- results:toy -->\nstale\n<!-- /results:toy -->\n"
+        "<!-- results:other -->\nkeep\n<!-- /results:other -->\n"
+    )
+    out = render_readme(readme, tmp_path / "reports")
+    block = out.split("<!-- results:toy -->")[1].split("<!-- /results:toy -->")[0]
+    assert "stale" not in block and "| setfit | 0.500 [0.40, 0.60] | 0.300 [0.20, 0.40] | 9.9 | 12.0 |" in block
+    assert "| student_onnx_int8 |" in block and "| n/a |" in block and "pro_russia F1" in block
+    assert "keep" in out and render_readme(out, tmp_path / "reports") == out
