@@ -23,13 +23,10 @@ MAX_CHARS = 20_000
 MAX_BODY_BYTES = 1_000_000
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """ASGI middleware: 413 for a request body over `max_bytes`, by its Content-Length or, for a chunked
-    body, as soon as the bytes received pass the limit (Starlette itself reads any size)."""
+    body, as soon as the bytes received pass the limit (Starlette itself reads any size). In the chunked case
+    the app is told the client left, and whatever it answers to that is dropped: the 413 is already sent."""
 
     def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
         self.app, self.max_bytes = app, max_bytes
@@ -40,21 +37,24 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and int(length) > self.max_bytes:
             return await self._reject(scope, receive, send)
-        received = 0
+        received, rejected = 0, False
 
         async def limited_receive():
-            nonlocal received
+            nonlocal received, rejected
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not rejected:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    rejected = True
+                    await self._reject(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await self._reject(scope, receive, send)
+        async def guarded_send(message):
+            if not rejected:
+                await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
 
     async def _reject(self, scope, receive, send):
         from starlette.responses import JSONResponse
