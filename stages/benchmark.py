@@ -7,14 +7,16 @@ and minority F1; latency p50/p95 at batch 1 with 1 thread and with all threads, 
 
 from pathlib import Path
 
+import joblib
 import numpy as np
 import torch
 import typer
 from rich.console import Console
 
-from commentclf.benchmark import hardware, latency_ms, markdown, model_entry, throughput
+from commentclf.benchmark import comparisons, hardware, latency_ms, markdown, model_entry, throughput
 from commentclf.config import load_params
 from commentclf.data import read_split
+from commentclf.encoders import load_embedder
 from commentclf.ensemble import Ensemble
 from commentclf.files import size_mb, write_json
 from commentclf.llm.classifier import LLMClassifier
@@ -24,6 +26,7 @@ from commentclf.seeding import seed_everything
 from commentclf.setfit_model import load_setfit, setfit_proba
 from commentclf.stage import run
 from commentclf.student import load_student, predict_proba
+from commentclf.teachers import score_teachers
 from commentclf.tracking import log_confusions
 
 
@@ -33,7 +36,9 @@ def main(
     split_dir: Path = typer.Option(..., help="folder of the split parquet files"),
     setfit_dir: Path = typer.Option(..., help="SetFit model"),
     llm_dir: Path = typer.Option(..., help="LoRA adapter of the LLM classifier"),
+    teachers_file: Path = typer.Option(..., help="the fitted cheap teachers (llm_label)"),
     ensemble_file: Path = typer.Option(..., help="the fitted ensemble (llm_label)"),
+    seed_only_dir: Path = typer.Option(..., help="folder of the seed-only baselines (seed_only)"),
     student_dir: Path = typer.Option(..., help="the torch student"),
     onnx_dir: Path = typer.Option(..., help="folder of the fp32/ and int8/ ONNX students"),
     metrics: Path = typer.Option(..., help="the report (JSON)"),
@@ -50,7 +55,10 @@ def main(
     setfit = load_setfit(setfit_dir)
     llm = LLMClassifier.load(llm_dir, quantize=cfg.llm.quantize)
     ensemble = Ensemble.load(ensemble_file)
+    fitted_teachers = joblib.load(teachers_file)
+    embed = load_embedder(read_manifest(assets)["encoder"], prefix=s.prefix)
     student, tokenizer = load_student(student_dir)
+    baselines = {name: load_student(seed_only_dir / name) for name in ("logreg", "finetune")}
     onnx = {
         name: {
             t: OnnxClassifier(onnx_dir / name, threads=t, max_length=s.max_length, prefix=s.prefix)
@@ -65,14 +73,39 @@ def main(
     def llm_p(batch):
         return llm.score(batch, cfg.llm.score_batch_size)
 
+    def ensemble_p(batch):
+        probas = score_teachers(
+            ensemble.teachers, batch, fitted_teachers, embed, {"setfit": setfit_p, "llm": llm_p}, len(labels)
+        )
+        return ensemble.predict_proba(probas)
+
     base_llm = read_manifest(assets)["llm"]
+    encoder = read_manifest(assets)["encoder"]
+    # the ensemble's size: what it loads (the encoder for the cheap teachers, SetFit and the LLM if listed)
+    ensemble_parts = [teachers_file, encoder] + [setfit_dir] * ("setfit" in ensemble.teachers)
+    ensemble_parts += [base_llm, llm_dir] * ("llm" in ensemble.teachers)
+
+    def seed_only_p(name):
+        model, tok = baselines[name]
+        return lambda x: predict_proba(model, tok, x, s.prefix, s.max_length)
+
     models = {  # name -> (texts -> probabilities, or None for ONNX; latency runs; size in MB)
         "setfit": (setfit_p, b.latency_runs, size_mb(setfit_dir)),
+        "seed_only_logreg": (
+            seed_only_p("logreg"),
+            b.latency_runs,
+            size_mb(seed_only_dir / "logreg/model.safetensors"),
+        ),
+        "seed_only_finetune": (
+            seed_only_p("finetune"),
+            b.latency_runs,
+            size_mb(seed_only_dir / "finetune/model.safetensors"),
+        ),
         "llm": (llm_p, b.llm_latency_runs, size_mb(base_llm, llm_dir)),
         "ensemble": (
-            lambda x: ensemble.predict_proba(setfit_p(x), llm_p(x)),
-            b.llm_latency_runs,
-            size_mb(setfit_dir, base_llm, llm_dir),
+            ensemble_p,
+            b.llm_latency_runs if "llm" in ensemble.teachers else b.latency_runs,
+            size_mb(*ensemble_parts),
         ),
         "student_torch": (
             lambda x: predict_proba(student, tokenizer, x, s.prefix, s.max_length),
@@ -84,6 +117,7 @@ def main(
     }
     report = {
         "test_size": len(test),
+        "minority_label": cfg.minority_label,
         "hardware": {
             **hardware(),
             "text_chars": float(np.mean([len(t) for t in texts])),
@@ -111,11 +145,12 @@ def main(
         report["models"][name] = model_entry(
             gold, pred, labels, cfg.minority_label, b.bootstrap, cfg.seed, lat, tput, size
         )
-        predictions[name] = (gold, pred)
+        predictions[name] = pred
         console.print(f"{name}: macro-F1 {report['models'][name]['macro_f1']:.3f}, p50 1t {lat['p50_bs1_1t']:.1f} ms")
     torch.set_num_threads(all_threads)
+    report["comparisons"] = comparisons(report, predictions, gold, labels, cfg.minority_label, b.bootstrap, cfg.seed)
     write_json(metrics, report)
-    log_confusions(live_dir, predictions)
+    log_confusions(live_dir, {name: (gold, pred) for name, pred in predictions.items()})
     table.write_text(markdown(report, labels, cfg.minority_label), encoding="utf-8")
     console.print(table.read_text())
 

@@ -1,12 +1,17 @@
-"""Stage `llm_label`: the SetFit + LLM ensemble labels up to `label.max_pool` pool comments (distillation
-data for the student). The ensemble (each model's calibration, the rule, the soft weight) is fitted on
-dev and saved as a model; dev metrics of each model alone and of both rules are reported side by side.
-Output rows: id, text, label, confidence, setfit_label, llm_label, kept, and proba_<label> for every label
-(the ensemble's distribution)."""
+"""Stage `llm_label`: the teachers label the pool (the student's distillation data).
+
+The cheap teachers (label.teachers: logreg, tfidf, spread) are cross-fitted over train+dev, so every seed
+row has an out-of-fold probability; SetFit and the LLM, when listed, are out-of-fold on dev. The ensemble
+(each teacher's calibration, the pool weights, the prior correction) is fitted on those out-of-fold rows
+and saved as a model, with the refitted cheap teachers. Every teacher and the ensemble are reported on
+their out-of-fold seed rows side by side, and, with label.gold, against the true labels of every pool row.
+Output rows: id, text, label, confidence, kept, <teacher>_label for each teacher, and proba_<label> for
+every label (the ensemble's distribution)."""
 
 import time
 from pathlib import Path
 
+import joblib
 import numpy as np
 import polars as pl
 import typer
@@ -14,62 +19,88 @@ from rich.console import Console
 
 from commentclf.config import load_params
 from commentclf.data import load_labeled, read_split
-from commentclf.ensemble import Ensemble, gate, pseudo_label_accuracy, soft
+from commentclf.encoders import load_embedder
+from commentclf.ensemble import Ensemble, pseudo_label_accuracy
 from commentclf.files import write_json
-from commentclf.llm.classifier import LLMClassifier
+from commentclf.manifest import read_manifest
 from commentclf.metrics import classification_report
 from commentclf.seeding import seed_everything
-from commentclf.setfit_model import load_setfit, setfit_proba
 from commentclf.stage import run
+from commentclf.teachers import CHEAP_TEACHERS, fit_cheap_teacher, full_proba, teacher_input
 
 
 def main(
     params: Path = typer.Option(..., help="params.yaml"),
+    assets: Path = typer.Option(..., help="base models folder (the encoder the cheap teachers embed with)"),
     split_dir: Path = typer.Option(..., help="folder of the split parquet files"),
-    setfit_dir: Path = typer.Option(..., help="SetFit model"),
-    llm_dir: Path = typer.Option(..., help="LoRA adapter of the LLM classifier"),
+    setfit_dir: Path = typer.Option(..., help="SetFit model (a teacher when label.teachers lists it)"),
+    llm_dir: Path = typer.Option(..., help="LoRA adapter of the LLM (a teacher when label.teachers lists it)"),
+    teachers_out: Path = typer.Option(..., help="the cheap teachers refitted on the whole seed (joblib)"),
     ensemble_out: Path = typer.Option(..., help="the fitted ensemble (JSON model file)"),
     out: Path = typer.Option(..., help="pseudo-labelled pool rows (parquet)"),
-    metrics: Path = typer.Option(..., help="dev side by side, pool class mix (JSON)"),
+    metrics: Path = typer.Option(..., help="teachers side by side, weights, pool class mix (JSON)"),
 ) -> None:
     cfg = load_params(params)
     lc, labels, minority = cfg.label, cfg.label_names, cfg.minority_label
     seed_everything(cfg.seed)
-    setfit = load_setfit(setfit_dir)
-    llm = LLMClassifier.load(llm_dir, quantize=cfg.llm.quantize)
-    bs = cfg.llm.score_batch_size  # the LLM only scores here
-
-    def both(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        return setfit_proba(setfit, texts, cfg.setfit.prefix), llm.score(texts, bs)
-
-    # Dev: the ensemble is fitted here, never on test; every candidate is reported side by side.
-    dev = read_split(split_dir, "dev")
-    gold = dev["label"].to_list()
-    raw_dev = both(dev["text"].to_list())
-    ensemble, weight_scores = Ensemble.fit(*raw_dev, gold, labels, minority, lc)
-    ensemble.save(ensemble_out)
-    ps_dev, pl_dev = ensemble.calibrated(*raw_dev)
-    gate_index = labels.index(lc.gate_label)
-    names = lambda idx: [labels[i] for i in idx]  # noqa: E731
-    dev_side_by_side = {
-        "setfit": classification_report(gold, names(ps_dev.argmax(1)), labels, minority),
-        "llm": classification_report(gold, names(pl_dev.argmax(1)), labels, minority),
-        "gate": classification_report(gold, names(gate(ps_dev, pl_dev, gate_index)[0]), labels, minority),
-        "soft": classification_report(gold, names(soft(ps_dev, pl_dev, ensemble.weight)[0]), labels, minority),
-    }
-
-    pool = read_split(split_dir, "pool").head(lc.max_pool)
     start = time.perf_counter()
-    p_setfit, p_llm = ensemble.calibrated(*both(pool["text"].to_list()))
-    p = ensemble.combine(p_setfit, p_llm)
+    train, dev = read_split(split_dir, "train"), read_split(split_dir, "dev")
+    seed_rows = pl.concat([train.select("text", "label"), dev.select("text", "label")])
+    seed_texts, y = seed_rows["text"].to_list(), np.array([labels.index(g) for g in seed_rows["label"]])
+    is_dev = np.arange(len(seed_rows)) >= len(train)
+    pool = read_split(split_dir, "pool")
+    pool = pool.head(lc.max_pool) if lc.max_pool else pool
+    pool_texts = pool["text"].to_list()
+
+    embed = load_embedder(read_manifest(assets)["encoder"], prefix=cfg.student.prefix)
+    seed_emb, pool_emb = embed(seed_texts), embed(pool_texts)
+    others = {}
+    if "setfit" in lc.teachers:
+        from commentclf.setfit_model import load_setfit, setfit_proba
+
+        setfit = load_setfit(setfit_dir)
+        others["setfit"] = lambda texts: setfit_proba(setfit, texts, cfg.setfit.prefix)
+    if "llm" in lc.teachers:
+        from commentclf.llm.classifier import LLMClassifier
+
+        llm = LLMClassifier.load(llm_dir, quantize=cfg.llm.quantize)
+        others["llm"] = lambda texts: llm.score(texts, cfg.llm.score_batch_size)
+
+    oof, pool_p, fitted, seconds = {}, {}, {}, {}
+    for name in lc.teachers:
+        t0 = time.perf_counter()
+        if name in CHEAP_TEACHERS:
+            fitted[name], oof[name] = fit_cheap_teacher(
+                name, lc, cfg.seed, len(labels), seed_texts, seed_emb, y, pool_emb
+            )
+            pool_p[name] = full_proba(fitted[name], teacher_input(name, pool_texts, pool_emb), len(labels))
+        else:  # trained on the train split: only dev rows are out-of-fold
+            p = np.full((len(seed_rows), len(labels)), np.nan)
+            p[is_dev] = others[name](dev["text"].to_list())
+            oof[name], pool_p[name] = p, others[name](pool_texts)
+        seconds[name] = round(time.perf_counter() - t0, 1)
+
+    ensemble = Ensemble.fit(oof, y, labels, lc)
+    ensemble.save(ensemble_out)
+    teachers_out.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(fitted, teachers_out)
+
+    def report(p: np.ndarray) -> dict:
+        rows = np.isfinite(p).all(1)
+        return classification_report(
+            [labels[i] for i in y[rows]], [labels[i] for i in p[rows].argmax(1)], labels, minority
+        )
+
+    side_by_side = {name: report(p) for name, p in oof.items()}
+    side_by_side["ensemble"] = report(ensemble.predict_proba(oof))
+
+    p = ensemble.predict_proba(pool_p)
     pred, conf = p.argmax(1), p.max(1)
-    seconds = time.perf_counter() - start
     pseudo = pool.with_columns(
-        label=pl.Series(names(pred), dtype=pl.String),
+        label=pl.Series([labels[i] for i in pred], dtype=pl.String),
         confidence=conf.astype(float),
-        setfit_label=pl.Series(names(p_setfit.argmax(1)), dtype=pl.String),
-        llm_label=pl.Series(names(p_llm.argmax(1)), dtype=pl.String),
         kept=conf >= lc.confidence_floor,
+        **{f"{name}_label": pl.Series([labels[i] for i in q.argmax(1)], dtype=pl.String) for name, q in pool_p.items()},
         # the whole distribution, for a student trained on soft targets (student.pseudo_target: soft)
         **{f"proba_{label}": p[:, j].astype(float) for j, label in enumerate(labels)},
     )
@@ -77,26 +108,33 @@ def main(
     pseudo.write_parquet(out)
 
     kept = pseudo.filter(pl.col("kept"))
-    report = {
-        "rule": lc.rule,
+    result = {
+        "teachers": lc.teachers,
+        "weights": ensemble.weights,
         "calibration": {"method": lc.calibrate, **ensemble.calibration},
-        "soft_weight": ensemble.weight,
-        "soft_weight_dev": weight_scores,
-        "select_on": lc.select_on,
+        "prior_bias": ensemble.prior_bias,
+        "seed_rows": len(seed_rows),
+        # scored by a model that never saw the row (the ensemble's own weights are fitted on these rows)
+        "out_of_fold": side_by_side,
         "rows_labelled": len(pseudo),
         "rows_kept": len(kept),
         "confidence_floor": lc.confidence_floor,
+        "class_mix": {label: int((pseudo["label"] == label).sum()) for label in labels},
         "class_mix_kept": {label: int((kept["label"] == label).sum()) for label in labels},
-        "setfit_llm_agreement": float(np.mean(p_setfit.argmax(1) == p_llm.argmax(1))) if len(pool) else None,
-        "comments_per_second": len(pool) / seconds if seconds else None,
-        "dev": dev_side_by_side,
+        "teacher_seconds": seconds,
+        "seconds": round(time.perf_counter() - start, 1),
     }
     if lc.gold:
         truth, _ = load_labeled(lc.gold, cfg.data, labels)
-        report["pseudo_label_accuracy"] = pseudo_label_accuracy(pseudo, truth, labels, minority)
-    write_json(metrics, report)
-    Console().print({k: report[k] for k in ("rule", "soft_weight", "rows_labelled", "rows_kept", "class_mix_kept")})
-    Console().print({name: round(r["macro_f1"], 3) for name, r in dev_side_by_side.items()})
+        result["pseudo_label_accuracy"] = pseudo_label_accuracy(pseudo, truth, labels, minority, lc.teachers)
+    write_json(metrics, result)
+    console = Console()
+    console.print({k: result[k] for k in ("weights", "rows_labelled", "rows_kept", "class_mix")})
+    console.print({name: round(r["macro_f1"], 3) for name, r in side_by_side.items()})
+    if lc.gold:
+        console.print(
+            {n: r and round(r["accuracy"], 3) for n, r in result["pseudo_label_accuracy"]["all_rows"].items()}
+        )
 
 
 if __name__ == "__main__":

@@ -43,6 +43,49 @@ def bootstrap_ci(
     return ci(index), ci([labels.index(minority)])
 
 
+def paired_difference(
+    y_true: list[str], pred_a: list[str], pred_b: list[str], labels: list[str], minority: str, n: int, seed: int
+) -> dict:
+    """Model A minus model B on the same test rows: the macro-F1 and minority-F1 differences, each with a
+    95 % paired bootstrap interval (every resample draws the same rows for both models, so the interval is
+    of the difference itself, narrower than two separate intervals suggest). A model against itself is 0."""
+    t = np.array([labels.index(y) for y in y_true])
+    a = np.array([labels.index(y) for y in pred_a])
+    b = np.array([labels.index(y) for y in pred_b])
+    scored = {"macro_f1": list(range(len(labels))), "minority_f1": [labels.index(minority)]}
+
+    def diff(rows: np.ndarray, which: list[int]) -> float:
+        f1 = lambda p: f1_score(t[rows], p[rows], labels=which, average="macro", zero_division=0)  # noqa: E731
+        return float(f1(a) - f1(b))
+
+    rng = np.random.default_rng(seed)
+    resamples = rng.integers(0, len(t), size=(n, len(t)))
+    everything = np.arange(len(t))
+    out = {}
+    for name, which in scored.items():
+        boot = np.array([diff(rows, which) for rows in resamples])
+        out[name] = diff(everything, which)
+        out[f"{name}_ci"] = [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
+    return out
+
+
+def comparisons(report: dict, predictions: dict[str, list[str]], gold: list[str], labels, minority, n, seed) -> dict:
+    """The deployed student (int8 ONNX) against SetFit and against the best seed-only model (the highest
+    test macro-F1 among SetFit and the seed_only_* baselines: the strongest comparison, not a tuned one)."""
+    deployed = "student_onnx_int8"
+    seed_only = [m for m in report["models"] if m == "setfit" or m.startswith("seed_only_")]
+    if deployed not in predictions or not seed_only:
+        return {}
+    best = max(seed_only, key=lambda m: report["models"][m]["macro_f1"])
+    out = {"deployed": deployed, "best_seed_only": best}
+    for other in dict.fromkeys(["setfit", best]):
+        if other in predictions:
+            out[f"{deployed} - {other}"] = paired_difference(
+                gold, predictions[deployed], predictions[other], labels, minority, n, seed
+            )
+    return out
+
+
 def latency_ms(
     predict_one: Callable[[str], object], texts: list[str], runs: int, warmup: int = 3
 ) -> tuple[float, float]:
@@ -146,4 +189,24 @@ def markdown(report: dict, labels: list[str], minority: str) -> str:
     lines += ["", "Per-class F1:", "", "| model | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     for name, m in report["models"].items():
         lines.append(f"| {name} | " + " | ".join(f"{m['f1'][label]:.3f}" for label in labels) + " |")
+    pairs = {k: v for k, v in report.get("comparisons", {}).items() if isinstance(v, dict)}
+    if pairs:
+        lines += [
+            "",
+            "Paired differences (same test rows resampled for both models; 95 % paired bootstrap):",
+            "",
+            f"| comparison | macro-F1 difference [95 % CI] | {minority} F1 difference [95 % CI] |",
+            "|---|---|---|",
+        ]
+        for name, d in pairs.items():
+            lines.append(
+                f"| {name} | {d['macro_f1']:+.3f} [{d['macro_f1_ci'][0]:+.3f}, {d['macro_f1_ci'][1]:+.3f}] "
+                f"| {d['minority_f1']:+.3f} [{d['minority_f1_ci'][0]:+.3f}, {d['minority_f1_ci'][1]:+.3f}] |"
+            )
+    if report.get("ceiling_macro_f1") is not None:
+        lines += [
+            "",
+            f"Gold ceiling (the student's recipe on the seed + the true labels of the pool): macro-F1 "
+            f"{report['ceiling_macro_f1']:.3f}; gap recovered by the deployed student: {report['gap_recovered']:.2f}.",
+        ]
     return "\n".join(lines) + "\n"

@@ -169,22 +169,31 @@ class LLMConfig(Section):
 
 
 class LabelConfig(Section):
-    max_pool: int = Field(ge=1)
-    """At most this many pool comments are labelled (the first by id, a stable pseudo-random order)."""
-    rule: Literal["gate", "soft"]
-    """`gate` (the original): keep SetFit's answer when it is `gate_label`, else take the LLM's.
-    `soft`: weighted mean of the two probability vectors, weight chosen on dev."""
-    gate_label: str
-    """The "no stance" label that SetFit is trusted with under the gate rule."""
-    soft_weights: list[float] = Field(min_length=1)
-    """Weights of the LLM in the soft rule tried on dev (0 = SetFit only, 1 = LLM only)."""
-    select_on: Literal["macro_f1", "minority_f1"]
-    """Dev metric that picks the soft weight."""
+    max_pool: int | None = Field(ge=1)
+    """At most this many pool comments are labelled (the first by id, a stable pseudo-random order);
+    null = the whole pool."""
+    teachers: list[Literal["logreg", "tfidf", "spread", "setfit", "llm"]] = Field(min_length=1)
+    """The teachers pooled into pseudo-labels. `logreg` (frozen e5 + logistic regression), `tfidf` (word and
+    character n-grams + logistic regression) and `spread` (label spreading over the e5 graph of seed and
+    pool) are cross-fitted over train+dev in seconds; `setfit` and `llm` are the pipeline's models (only
+    dev is out-of-fold for them, and the LLM scores every pool row: slow on CPU)."""
+    folds: int = Field(ge=2)
+    """Cross-fitting folds over train+dev (lowered to the rarest label's count when that is smaller)."""
+    logreg_c: float = Field(gt=0)
+    """Inverse regularisation of the `logreg` teacher (on standardised embeddings)."""
+    tfidf_c: float = Field(gt=0)
+    """Inverse regularisation of the `tfidf` teacher."""
+    spread_neighbors: int = Field(ge=1)
+    """Neighbours per node of the `spread` teacher's graph."""
+    spread_alpha: float = Field(gt=0, lt=1)
+    """Share of a node's label taken from its neighbours at each spreading step (sklearn's alpha)."""
     calibrate: Literal["none", "temperature", "temperature_bias"]
-    """Calibrate each model's probabilities on dev before combining them, so that the soft weights and the
-    confidence floor compare numbers on one scale. `temperature`: temperature scaling. `temperature_bias`:
-    also a per-label bias, fitted by dev NLL (corrects a model that leans to one label but still ranks,
-    but can pull a good model toward the dev prior and cost minority F1)."""
+    """Calibrate each teacher on its out-of-fold rows before pooling, so the pool weights and the confidence
+    floor compare numbers on one scale. `temperature`: temperature scaling. `temperature_bias`: also a
+    per-label bias, fitted by NLL (rescues a teacher that leans to one label but still ranks)."""
+    prior_correction: bool
+    """Fit a per-label bias on the pooled out-of-fold log-probabilities (by NLL): corrects a pool whose
+    prior drifted away from the rare label, without choosing anything on macro-F1."""
     confidence_floor: float = Field(ge=0, le=1)
     """Pseudo-labels whose ensemble probability is below this are not kept for the student."""
     gold: str | None
@@ -221,6 +230,9 @@ class StudentConfig(Section):
     rounding flips its argmax (docs/design.md)."""
     use_synthetic: bool
     """Add the kept synthetic comments."""
+    freeze_embeddings: bool
+    """Keep the word-embedding matrix fixed: e5's multilingual vocabulary is two thirds of its weights, and
+    updating it costs a third of each CPU step while a few thousand comments cannot teach it much."""
     lr: float = Field(gt=0)
     """Peak learning rate of the encoder (linear warm-up, linear decay)."""
     head_lr: float | None = Field(gt=0)
@@ -318,8 +330,6 @@ class Params(Section):
             raise ValueError(f"minority_label: {self.minority_label!r} is not one of the labels {names}")
         if self.llm.fallback_label is not None and self.llm.fallback_label not in names:
             raise ValueError(f"llm.fallback_label: {self.llm.fallback_label!r} is not one of the labels {names}")
-        if self.label.gate_label not in names:
-            raise ValueError(f"label.gate_label: {self.label.gate_label!r} is not one of the labels {names}")
         return self
 
     @property

@@ -1,13 +1,16 @@
-"""Combine SetFit and LLM probabilities into pseudo-labels.
+"""Combine the teachers' probabilities into one distribution per comment (the pseudo-labels).
 
-* `gate` (the original rule): if SetFit says the no-stance label, keep it; otherwise take the LLM's label.
-  Confidence = the probability, under the model that decided, of the label it chose.
-* `soft`: p = (1 - w) * p_setfit + w * p_llm; the weight w is chosen on dev (`choose_weight`).
-Both return (label indices, confidence); a confidence floor then decides which pseudo-labels are kept.
-Each model's probabilities are first calibrated on dev (`fit_calibration`) so they share one scale.
+Each teacher's probabilities are calibrated on its out-of-fold seed rows (`fit_calibration`), then pooled
+linearly, p = sum_t w_t p_t, with weights on the simplex chosen by the out-of-fold log-loss
+(`fit_pool_weights`): a useless teacher gets weight 0, and there is one weight per teacher, so a few
+hundred rows are enough to fit them. A teacher only out-of-fold on some rows (SetFit and the LLM are
+trained on the train split, so only dev is out-of-fold for them) counts on those rows only: each row's
+weights are renormalised over the teachers available on it. A per-label bias on the pooled log-probability
+(prior correction, fitted the same way) then puts the rare label back where the teachers' priors pulled
+it away.
 
-`Ensemble` is the fitted result (calibrations, rule, weight): `llm_label` fits and saves it as
-models/ensemble.json, and every later user (the benchmark) loads it rather than re-deriving the rule.
+`Ensemble` is the fitted result: `llm_label` fits and saves it as models/ensemble.json, and the benchmark
+loads it rather than re-deriving it.
 """
 
 from __future__ import annotations
@@ -24,52 +27,38 @@ from commentclf.metrics import classification_report
 
 @dataclass(frozen=True)
 class Ensemble:
-    """SetFit + LLM probabilities -> one distribution over `labels`: each model calibrated, then the rule."""
+    """Teacher probabilities -> one distribution over `labels`: calibrate each, pool, correct the prior."""
 
     labels: list[str]
-    rule: str
-    """`gate` or `soft` (label.rule)."""
-    weight: float
-    """LLM weight of the soft rule, chosen on dev."""
-    gate_label: str
-    """The no-stance label SetFit is trusted with under the gate rule."""
+    teachers: list[str]
+    weights: dict[str, float]
+    """Pool weight of each teacher (sum 1), fitted by out-of-fold log-loss."""
     calibration: dict[str, dict]
-    """"setfit" / "llm" -> {"temperature": T, "bias": [b_k]} (see `fit_calibration`)."""
+    """teacher -> {"temperature": T, "bias": [b_k]} (see `fit_calibration`)."""
+    prior_bias: list[float]
+    """Added to the pooled log-probabilities (all 0 without label.prior_correction)."""
 
     @classmethod
-    def fit(
-        cls,
-        p_setfit: np.ndarray,
-        p_llm: np.ndarray,
-        gold: list[str],
-        labels: list[str],
-        minority: str,
-        cfg: LabelConfig,
-    ) -> tuple[Ensemble, dict]:
-        """Calibrate both models and choose the soft weight on labelled dev rows; returns the ensemble and the
-        dev score of every weight tried."""
-        gold_index = np.array([labels.index(g) for g in gold])
-        calibration = {
-            "setfit": fit_calibration(p_setfit, gold_index, cfg.calibrate),
-            "llm": fit_calibration(p_llm, gold_index, cfg.calibrate),
-        }
-        ps, pl = apply_calibration(p_setfit, calibration["setfit"]), apply_calibration(p_llm, calibration["llm"])
-        weight, scores = choose_weight(ps, pl, gold, labels, minority, cfg.soft_weights, cfg.select_on)
-        return cls(list(labels), cfg.rule, weight, cfg.gate_label, calibration), scores
+    def fit(cls, oof: dict[str, np.ndarray], gold_index: np.ndarray, labels: list[str], cfg: LabelConfig) -> Ensemble:
+        """Fit on out-of-fold probabilities: `oof[teacher]` is (n, k) with NaN rows where the teacher is not
+        out-of-fold (it was trained on that row)."""
+        teachers = list(oof)
+        calibration = {}
+        for t in teachers:
+            rows = _available(oof[t])
+            calibration[t] = fit_calibration(oof[t][rows], gold_index[rows], cfg.calibrate)
+        calibrated = {t: _calibrate_rows(oof[t], calibration[t]) for t in teachers}
+        weights = fit_pool_weights(calibrated, gold_index)
+        pooled = pool(calibrated, weights)
+        bias = [0.0] * len(labels)
+        if cfg.prior_correction:
+            bias = _bias_only(pooled, gold_index)
+        return cls(list(labels), teachers, weights, calibration, bias)
 
-    def calibrated(self, p_setfit: np.ndarray, p_llm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return apply_calibration(p_setfit, self.calibration["setfit"]), apply_calibration(
-            p_llm, self.calibration["llm"]
-        )
-
-    def combine(self, ps: np.ndarray, pl: np.ndarray) -> np.ndarray:
-        """The rule applied to already calibrated probabilities."""
-        if self.rule == "gate":
-            return gate_proba(ps, pl, self.labels.index(self.gate_label))
-        return soft_proba(ps, pl, self.weight)
-
-    def predict_proba(self, p_setfit: np.ndarray, p_llm: np.ndarray) -> np.ndarray:
-        return self.combine(*self.calibrated(p_setfit, p_llm))
+    def predict_proba(self, probas: dict[str, np.ndarray]) -> np.ndarray:
+        """The ensemble's distribution from each teacher's raw probabilities (same rows)."""
+        calibrated = {t: apply_calibration(probas[t], self.calibration[t]) for t in self.teachers}
+        return apply_calibration(pool(calibrated, self.weights), {"temperature": 1.0, "bias": self.prior_bias})
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -80,38 +69,70 @@ class Ensemble:
         return cls(**json.loads(Path(path).read_text()))
 
 
-def gate_proba(p_setfit: np.ndarray, p_llm: np.ndarray, gate_index: int) -> np.ndarray:
-    """The original's rule as a distribution: SetFit's row where SetFit says `gate_index`, else the LLM's."""
-    trust_setfit = p_setfit.argmax(1) == gate_index
-    return np.where(trust_setfit[:, None], p_setfit, p_llm)
+def _available(p: np.ndarray) -> np.ndarray:
+    return np.isfinite(p).all(1)
 
 
-def soft_proba(p_setfit: np.ndarray, p_llm: np.ndarray, weight: float) -> np.ndarray:
-    return (1 - weight) * p_setfit + weight * p_llm
+def _calibrate_rows(p: np.ndarray, calibration: dict) -> np.ndarray:
+    out = np.full_like(p, np.nan)
+    rows = _available(p)
+    out[rows] = apply_calibration(p[rows], calibration)
+    return out
 
 
-def gate(p_setfit: np.ndarray, p_llm: np.ndarray, gate_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """(label index, confidence) under the gate rule."""
-    p = gate_proba(p_setfit, p_llm, gate_index)
-    return p.argmax(1), p.max(1)
+def pool(probas: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """Weighted linear pool; on each row the weights of the teachers available there (no NaN) are
+    renormalised. A row with no weighted teacher available gets the unweighted mean of those it has."""
+    stacked = np.stack([probas[t] for t in weights])  # (teachers, n, k)
+    available = np.isfinite(stacked).all(2)  # (teachers, n)
+    w = np.array(list(weights.values()))[:, None] * available
+    none = w.sum(0) == 0
+    w[:, none] = available[:, none]
+    w = w / np.maximum(w.sum(0, keepdims=True), 1e-12)
+    return np.einsum("tn,tnk->nk", w, np.nan_to_num(stacked))
 
 
-def soft(p_setfit: np.ndarray, p_llm: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
-    """(label index, confidence) under the soft rule."""
-    p = soft_proba(p_setfit, p_llm, weight)
-    return p.argmax(1), p.max(1)
+def fit_pool_weights(probas: dict[str, np.ndarray], gold_index: np.ndarray) -> dict[str, float]:
+    """Simplex weights minimising the log-loss of the pooled out-of-fold probabilities (SLSQP; exact zeros
+    allowed). Ties and flat directions stay at the equal-weight start."""
+    from scipy.optimize import minimize
+
+    teachers = list(probas)
+    if len(teachers) == 1:
+        return {teachers[0]: 1.0}
+
+    def loss(w):
+        p = pool(probas, dict(zip(teachers, np.maximum(w, 0.0) + 1e-12)))
+        return -np.mean(np.log(np.clip(p[np.arange(len(p)), gold_index], 1e-9, 1.0)))
+
+    start = np.full(len(teachers), 1.0 / len(teachers))
+    res = minimize(
+        loss,
+        start,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * len(teachers),
+        constraints=({"type": "eq", "fun": lambda w: w.sum() - 1.0},),
+    )
+    w = np.clip(res.x, 0.0, 1.0)
+    w[w < 1e-4] = 0.0
+    w = w / w.sum()
+    return {t: round(float(x), 6) for t, x in zip(teachers, w)}
 
 
-def choose_weight(
-    p_setfit, p_llm, gold: list[str], labels: list[str], minority: str, weights: list[float], select_on: str
-) -> tuple[float, dict]:
-    """The LLM weight with the best dev metric (ties: the smaller weight, i.e. the cheaper model)."""
-    scores = {}
-    for w in weights:
-        pred, _ = soft(p_setfit, p_llm, w)
-        scores[w] = classification_report(gold, [labels[i] for i in pred], labels, minority)[select_on]
-    best = max(weights, key=lambda w: (scores[w], -w))
-    return best, scores
+def _bias_only(p: np.ndarray, gold_index: np.ndarray) -> list[float]:
+    """Per-label bias b (b_0 = 0) on log p minimising the NLL: a prior correction that keeps each row's
+    ranking of labels except where the prior tips it."""
+    from scipy.optimize import minimize
+
+    logp = np.log(np.clip(p, 1e-12, 1.0))
+    k = p.shape[1]
+    x = minimize(
+        lambda b: _nll(logp + np.concatenate([[0.0], b]), gold_index),
+        np.zeros(k - 1),
+        method="L-BFGS-B",
+        bounds=[(-5, 5)] * (k - 1),
+    ).x
+    return [0.0] + [float(b) for b in x]
 
 
 def fit_temperature(p: np.ndarray, gold_index: np.ndarray, grid: np.ndarray | None = None) -> float:
@@ -169,26 +190,26 @@ def _nll(z: np.ndarray, gold_index: np.ndarray) -> float:
     return float(-(z[np.arange(len(z)), gold_index] - np.log(np.exp(z).sum(1))).mean())
 
 
-def pseudo_label_accuracy(pseudo, truth, labels: list[str], minority: str) -> dict:
+def pseudo_label_accuracy(pseudo, truth, labels: list[str], minority: str, teachers: list[str]) -> dict:
     """Pseudo-labels against a labelled file (`label.gold`), rows matched on their text.
 
-    `pseudo` has the columns label, setfit_label, llm_label and kept (llm_label's output); `truth` has text
-    and label. Reported: the kept rows' accuracy and report, and every matched row's accuracy before the
-    confidence floor for the ensemble and each teacher alone (what the floor buys; which teacher is right).
+    `pseudo` has the columns label (the ensemble's), <teacher>_label for each teacher, and kept; `truth` has
+    text and label. Reported on every matched pool row (before any floor): the classification report
+    (accuracy, per-class precision/recall/F1) of the ensemble and of each teacher alone; and the kept rows'
+    accuracy (what the confidence floor buys).
     """
     import polars as pl
 
     matched = pseudo.join(truth.select("text", pl.col("label").alias("gold")), on="text", maintain_order="left")
     hits = matched.filter(pl.col("kept"))
+    gold = matched["gold"].to_list()
+    columns = {"ensemble": "label", **{t: f"{t}_label" for t in teachers}}
     return {
         "rows_matched": len(matched),
         "rows_kept_matched": len(hits),
         "kept_accuracy": float((hits["label"] == hits["gold"]).mean()) if len(hits) else None,
-        "kept": classification_report(hits["gold"].to_list(), hits["label"].to_list(), labels, minority)
-        if len(hits)
-        else None,
-        "all_rows_accuracy": {
-            column: float((matched[column] == matched["gold"]).mean()) if len(matched) else None
-            for column in ("label", "setfit_label", "llm_label")
+        "all_rows": {
+            name: classification_report(gold, matched[column].to_list(), labels, minority) if len(matched) else None
+            for name, column in columns.items()
         },
     }

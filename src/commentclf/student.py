@@ -129,9 +129,12 @@ def train_student(
     # The head (and the CLS pooler, which e5 lacks) starts from random weights while the encoder is
     # pre-trained: at the encoder's small lr the head can barely move in a few epochs (the training loss
     # stays at ln k), so it gets a learning rate of its own.
+    if s.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     fresh, encoder = [], []
     for name, param in model.named_parameters():
-        (fresh if name.startswith("classifier") or ".pooler." in name else encoder).append(param)
+        if param.requires_grad:
+            (fresh if name.startswith("classifier") or ".pooler." in name else encoder).append(param)
     optimizer = torch.optim.AdamW(
         [{"params": encoder, "lr": s.lr}, {"params": fresh, "lr": s.head_lr or s.lr}], weight_decay=s.weight_decay
     )
