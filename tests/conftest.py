@@ -23,7 +23,6 @@ def base_params(**data) -> dict:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["labels"] = [{"name": n, "description": f"description of {n}"} for n in LABELS]
     raw["minority_label"] = "pro_russia"
-    raw["label"]["gate_label"] = "off_topic"
     raw["data"] = {**raw["data"], "labeled": "labeled.csv", "unlabeled": "pool.csv", "test": None, **data}
     return raw
 

@@ -56,3 +56,42 @@ def test_markdown_lists_every_model():
     }
     table = markdown({"test_size": 200, "hardware": hardware, "models": {"a": entry, "b": entry}}, LABELS, "pro_russia")
     assert "| a | " in table and "| b | " in table and "200 comments" in table and "test cpu" in table
+
+
+def test_paired_difference_of_a_model_with_itself_is_exactly_zero():
+    from commentclf.benchmark import paired_difference
+
+    gold = ["a", "b", "c", "a", "b", "c", "a", "a"]
+    pred = ["a", "b", "b", "a", "c", "c", "b", "a"]
+    d = paired_difference(gold, pred, pred, ["a", "b", "c"], "b", 200, 0)
+    assert d == {"macro_f1": 0.0, "macro_f1_ci": [0.0, 0.0], "minority_f1": 0.0, "minority_f1_ci": [0.0, 0.0]}
+
+
+def test_paired_difference_sees_a_better_model():
+    from commentclf.benchmark import paired_difference
+
+    rng = np.random.default_rng(0)
+    gold = rng.choice(["a", "b", "c"], 300).tolist()
+    better = [g if rng.random() < 0.8 else "a" for g in gold]
+    worse = [g if rng.random() < 0.5 else "a" for g in gold]
+    d = paired_difference(gold, better, worse, ["a", "b", "c"], "b", 300, 0)
+    assert d["macro_f1"] > 0 and d["macro_f1_ci"][0] > 0 and d["minority_f1_ci"][0] > 0
+    flipped = paired_difference(gold, worse, better, ["a", "b", "c"], "b", 300, 0)
+    assert np.isclose(flipped["macro_f1"], -d["macro_f1"])
+
+
+def test_comparisons_take_the_best_seed_only_model():
+    from commentclf.benchmark import comparisons
+
+    gold = ["a", "b", "a", "b"]
+    predictions = {"setfit": ["a", "a", "a", "a"], "seed_only_logreg": ["a", "b", "a", "a"], "student_onnx_int8": gold}
+    report = {"models": {"setfit": {"macro_f1": 0.33}, "seed_only_logreg": {"macro_f1": 0.73}}}
+    out = comparisons(report, predictions, gold, ["a", "b"], "b", 100, 0)
+    assert out["best_seed_only"] == "seed_only_logreg"
+    assert set(out) == {
+        "deployed",
+        "best_seed_only",
+        "student_onnx_int8 - setfit",
+        "student_onnx_int8 - seed_only_logreg",
+    }
+    assert out["student_onnx_int8 - setfit"]["macro_f1"] > 0

@@ -12,15 +12,17 @@ from conftest import REPO
 def test_exp_prints_the_dvc_command_verbatim(tmp_path, monkeypatch):
     """A list in a profile must reach the screen as it is passed (rich markup once ate `[...]`)."""
     profile = tmp_path / "words.yaml"
-    profile.write_text(yaml.safe_dump({"label": {"soft_weights": [0.0, 1.0]}, "context": "Avis [sic] des lecteurs."}))
+    profile.write_text(
+        yaml.safe_dump({"label": {"teachers": ["logreg", "tfidf"]}, "context": "Avis [sic] des lecteurs."})
+    )
     calls = []
     monkeypatch.chdir(REPO)
     monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
     result = CliRunner().invoke(app, ["exp", "--profile", str(profile)])
     assert result.exit_code == 0, result.output
-    assert "-S 'label.soft_weights=[0.0, 1.0]'" in result.output
+    assert "-S 'label.teachers=[logreg, tfidf]'" in result.output
     assert 'context="Avis [sic] des lecteurs."' in result.output
-    assert calls and "label.soft_weights=[0.0, 1.0]" in calls[0]
+    assert calls and "label.teachers=[logreg, tfidf]" in calls[0]
 
 
 def test_exp_names_a_bad_profile_key_and_runs_nothing(tmp_path, monkeypatch):

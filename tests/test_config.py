@@ -70,7 +70,7 @@ def test_answers_travel_with_their_labels():
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     new = [{"name": n, "description": n} for n in ("negative", "neutral", "positive")]
-    cfg = parse_params(merge(raw, {"labels": new, "minority_label": "negative", "label": {"gate_label": "neutral"}}))
+    cfg = parse_params(merge(raw, {"labels": new, "minority_label": "negative"}))
     assert cfg.llm_answers == {"negative": "negative", "neutral": "neutral", "positive": "positive"}
 
 
@@ -109,7 +109,7 @@ def test_labels_are_data(tmp_path):
     """Any label set works: a binary task validates the same way."""
     raw = base_params()
     raw["labels"] = [{"name": "spam", "description": "unwanted"}, {"name": "ham", "description": "wanted"}]
-    raw["minority_label"], raw["label"]["gate_label"] = "spam", "ham"
+    raw["minority_label"] = "spam"
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert load_params(path).label_names == ["spam", "ham"]

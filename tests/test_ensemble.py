@@ -1,39 +1,75 @@
 import numpy as np
 import polars as pl
 
-from commentclf.ensemble import choose_weight, gate, gate_proba, pseudo_label_accuracy, soft, soft_proba
+from commentclf.ensemble import Ensemble, fit_pool_weights, pool, pseudo_label_accuracy
 
 LABELS = ["pro_ukraine", "pro_russia", "off_topic"]
-# Hand-made: rows are comments, columns follow LABELS.
-P_SETFIT = np.array([[0.1, 0.1, 0.8], [0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.2, 0.2, 0.6]])
-P_LLM = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.6, 0.1], [0.1, 0.1, 0.8]])
 
 
-def test_gate_keeps_setfit_off_topic_else_llm():
-    pred, conf = gate(P_SETFIT, P_LLM, gate_index=2)
-    assert pred.tolist() == [2, 1, 1, 2]
-    assert np.allclose(conf, [0.8, 0.8, 0.6, 0.6])  # each from the model that decided
+def noisy_teacher(gold: np.ndarray, right: float, rng) -> np.ndarray:
+    """Probabilities that put `right` on the true label of each row (the rest spread evenly)."""
+    p = np.full((len(gold), 3), (1 - right) / 2)
+    p[np.arange(len(gold)), gold] = right
+    return p
 
 
-def test_soft_is_weighted_mean():
-    pred, conf = soft(P_SETFIT, P_LLM, 0.5)
-    assert pred.tolist() == [2, 1, 1, 2]
-    assert np.allclose(conf, [0.45, 0.55, 0.5, 0.7])
-    assert soft(P_SETFIT, P_LLM, 0.0)[0].tolist() == P_SETFIT.argmax(1).tolist()
-    assert soft(P_SETFIT, P_LLM, 1.0)[0].tolist() == P_LLM.argmax(1).tolist()
+def test_pool_weights_give_a_useless_teacher_about_zero():
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 3, 300)
+    good = noisy_teacher(gold, 0.7, rng)
+    useless = rng.dirichlet(np.ones(3), 300)  # knows nothing about the labels
+    weights = fit_pool_weights({"good": good, "useless": useless}, gold)
+    assert weights["useless"] < 0.02 and weights["good"] > 0.98
+    assert abs(sum(weights.values()) - 1) < 1e-9
 
 
-def test_rules_as_distributions():
-    g = gate_proba(P_SETFIT, P_LLM, gate_index=2)
-    assert np.allclose(g, [P_SETFIT[0], P_LLM[1], P_LLM[2], P_SETFIT[3]])  # the deciding model's whole row
-    assert np.allclose(soft_proba(P_SETFIT, P_LLM, 0.25), 0.75 * P_SETFIT + 0.25 * P_LLM)
-    assert np.allclose(g.sum(1), 1) and np.allclose(soft_proba(P_SETFIT, P_LLM, 0.25).sum(1), 1)
+def test_pool_weights_share_between_two_complementary_teachers():
+    """Each teacher is right on a different half of the rows: the pool needs both."""
+    rng = np.random.default_rng(1)
+    gold = rng.integers(0, 3, 400)
+    a, b = noisy_teacher(gold, 0.8, rng), noisy_teacher(gold, 0.8, rng)
+    a[200:], b[:200] = 1 / 3, 1 / 3
+    weights = fit_pool_weights({"a": a, "b": b}, gold)
+    assert 0.3 < weights["a"] < 0.7
 
 
-def test_weight_chosen_on_dev_metric():
-    gold = ["off_topic", "pro_russia", "pro_russia", "off_topic"]
-    w, scores = choose_weight(P_SETFIT, P_LLM, gold, LABELS, "pro_russia", [0.0, 0.5, 1.0], "macro_f1")
-    assert scores[0.0] < scores[0.5] and w == 0.5  # ties broken toward the smaller LLM weight
+def test_pool_renormalises_over_the_teachers_available_on_a_row():
+    p1 = np.array([[0.6, 0.2, 0.2], [0.2, 0.6, 0.2]])
+    p2 = np.array([[np.nan] * 3, [0.0, 0.0, 1.0]])  # not out-of-fold on row 0
+    out = pool({"a": p1, "b": p2}, {"a": 0.25, "b": 0.75})
+    assert np.allclose(out[0], p1[0])  # only `a` there
+    assert np.allclose(out[1], 0.25 * p1[1] + 0.75 * p2[1])
+    assert np.allclose(out.sum(1), 1)
+
+
+def test_fitted_ensemble_round_trips_and_applies_calibration_pool_and_prior(tmp_path):
+    from commentclf.ensemble import apply_calibration
+    from conftest import section
+
+    rng = np.random.default_rng(2)
+    gold = rng.integers(0, 3, 200)
+    oof = {"logreg": noisy_teacher(gold, 0.6, rng), "setfit": np.full((200, 3), np.nan)}
+    oof["setfit"][150:] = noisy_teacher(gold[150:], 0.5, rng)  # dev rows only
+    cfg = section("label", calibrate="temperature", prior_correction=True)
+    ensemble = Ensemble.fit(oof, gold, LABELS, cfg)
+    ensemble.save(tmp_path / "ensemble.json")
+    loaded = Ensemble.load(tmp_path / "ensemble.json")
+    assert loaded == ensemble and loaded.teachers == ["logreg", "setfit"]
+    fresh = {t: noisy_teacher(gold[:5], 0.6, rng) for t in oof}
+    calibrated = {t: apply_calibration(fresh[t], ensemble.calibration[t]) for t in oof}
+    expected = apply_calibration(pool(calibrated, ensemble.weights), {"temperature": 1.0, "bias": ensemble.prior_bias})
+    assert np.allclose(loaded.predict_proba(fresh), expected)
+
+
+def test_prior_correction_restores_a_label_the_pool_underweights():
+    from conftest import section
+
+    gold = np.array([0, 1, 2] * 40)
+    leaning = np.tile([[0.6, 0.15, 0.25], [0.45, 0.35, 0.2], [0.3, 0.1, 0.6]], (40, 1))  # label 1 never wins
+    plain = Ensemble.fit({"t": leaning}, gold, LABELS, section("label", calibrate="none", prior_correction=False))
+    fixed = Ensemble.fit({"t": leaning}, gold, LABELS, section("label", calibrate="none", prior_correction=True))
+    assert plain.prior_bias == [0.0, 0.0, 0.0] and (plain.predict_proba({"t": leaning}).argmax(1) != 1).all()
+    assert (fixed.predict_proba({"t": leaning}).argmax(1) == gold).all()
 
 
 def test_temperature_scaling_sharpens_flat_but_right_probabilities():
@@ -67,13 +103,13 @@ def test_bias_calibration_corrects_a_model_that_leans_to_one_label():
     assert np.allclose(apply_calibration(leaning, identity), leaning)
 
 
-def test_pseudo_label_accuracy_kept_rows_and_every_matched_row():
+def test_pseudo_label_accuracy_of_every_teacher_on_every_matched_row():
     pseudo = pl.DataFrame(
         {
             "text": ["a", "b", "c", "d", "not in the gold file"],
             "label": ["pro_russia", "pro_ukraine", "off_topic", "pro_russia", "pro_russia"],
             "setfit_label": ["pro_russia", "off_topic", "pro_ukraine", "off_topic", "pro_russia"],
-            "llm_label": ["pro_ukraine", "pro_ukraine", "pro_russia", "pro_russia", "pro_russia"],
+            "logreg_label": ["pro_ukraine", "pro_ukraine", "pro_russia", "pro_russia", "pro_russia"],
             "kept": [True, True, False, False, True],
         }
     )
@@ -83,28 +119,11 @@ def test_pseudo_label_accuracy_kept_rows_and_every_matched_row():
             "label": ["pro_russia", "off_topic", "off_topic", "pro_russia", "off_topic"],
         }
     )
-    acc = pseudo_label_accuracy(pseudo, truth, LABELS, "pro_russia")
+    acc = pseudo_label_accuracy(pseudo, truth, LABELS, "pro_russia", ["setfit", "logreg"])
     assert acc["rows_matched"] == 4 and acc["rows_kept_matched"] == 2
     assert acc["kept_accuracy"] == 0.5  # a right, b wrong
-    assert acc["kept"]["f1"]["pro_russia"] == 1.0
-    assert acc["all_rows_accuracy"] == {"label": 0.75, "setfit_label": 0.5, "llm_label": 0.25}
-    none = pseudo_label_accuracy(pseudo, truth[4:], LABELS, "pro_russia")
-    assert none["rows_matched"] == 0 and none["kept_accuracy"] is None and none["all_rows_accuracy"]["label"] is None
-
-
-def test_fitted_ensemble_round_trips_and_applies_calibration_then_rule(tmp_path):
-    from commentclf.ensemble import Ensemble, apply_calibration
-    from conftest import section
-
-    gold = ["off_topic", "pro_russia", "pro_russia", "off_topic"]
-    cfg = section("label", rule="soft", calibrate="temperature", soft_weights=[0.0, 0.5, 1.0], gate_label="off_topic")
-    ensemble, scores = Ensemble.fit(P_SETFIT, P_LLM, gold, LABELS, "pro_russia", cfg)
-    assert set(scores) == {0.0, 0.5, 1.0} and ensemble.weight in scores
-    ensemble.save(tmp_path / "ensemble.json")
-    loaded = Ensemble.load(tmp_path / "ensemble.json")
-    assert loaded == ensemble
-    ps, pl = (apply_calibration(p, ensemble.calibration[m]) for p, m in ((P_SETFIT, "setfit"), (P_LLM, "llm")))
-    expected = soft_proba(ps, pl, ensemble.weight)
-    assert np.allclose(loaded.predict_proba(P_SETFIT, P_LLM), expected)
-    gated = Ensemble(LABELS, "gate", 0.0, "off_topic", ensemble.calibration)
-    assert np.allclose(gated.predict_proba(P_SETFIT, P_LLM), gate_proba(ps, pl, gate_index=2))
+    rows = acc["all_rows"]
+    assert {n: r["accuracy"] for n, r in rows.items()} == {"ensemble": 0.75, "setfit": 0.5, "logreg": 0.25}
+    assert rows["ensemble"]["f1"]["pro_russia"] == 1.0 and rows["ensemble"]["support"]["off_topic"] == 2
+    none = pseudo_label_accuracy(pseudo, truth[4:], LABELS, "pro_russia", ["setfit"])
+    assert none["rows_matched"] == 0 and none["kept_accuracy"] is None and none["all_rows"]["ensemble"] is None

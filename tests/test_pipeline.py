@@ -12,8 +12,29 @@ from conftest import REPO, run_cmd
 
 pytestmark = pytest.mark.slow  # the whole pipeline, smoke-sized: minutes
 
-STAGES = ["assets", "split", "setfit", "synth_gen", "llm_finetune", "llm_label", "e5_train", "onnx_export", "benchmark"]
-MODELS = ["setfit", "llm", "ensemble", "student_torch", "student_onnx_fp32", "student_onnx_int8"]
+STAGES = [
+    "assets",
+    "split",
+    "setfit",
+    "synth_gen",
+    "llm_finetune",
+    "llm_label",
+    "seed_only",
+    "e5_train",
+    "onnx_export",
+    "benchmark",
+]
+MODELS = [
+    "setfit",
+    "seed_only_logreg",
+    "seed_only_finetune",
+    "llm",
+    "ensemble",
+    "student_torch",
+    "student_onnx_fp32",
+    "student_onnx_int8",
+]
+TEACHERS = ["logreg", "tfidf", "spread", "setfit", "llm"]  # the smoke profile runs every kind
 
 
 def numbers(tree, path=""):
@@ -46,22 +67,26 @@ def test_every_stage_ran_and_wrote_its_outputs(smoke_repo):
         "text",
         "label",
         "confidence",
-        "setfit_label",
-        "llm_label",
+        *(f"{t}_label" for t in TEACHERS),
     }
+    assert (smoke_repo / "models/seed_only/logreg/config.json").is_file()
+    assert (smoke_repo / "models/seed_only/finetune/config.json").is_file()
 
 
 def test_metrics_are_complete_and_finite(smoke_repo):
-    for name in ("data", "assets", "setfit", "synth", "llm", "label", "student", "onnx", "benchmark"):
+    for name in ("data", "assets", "setfit", "synth", "llm", "label", "seed_only", "student", "onnx", "benchmark"):
         metrics = json.loads((smoke_repo / "metrics" / f"{name}.json").read_text())
         for path, value in numbers(metrics):
             assert math.isfinite(value), f"{name}.json{path} = {value}"
     llm = json.loads((smoke_repo / "metrics/llm.json").read_text())
     assert set(llm["dev"]["ms_per_comment"]) == {"generate", "score"} and "failure_rate" in llm["dev"]["parse"]
     label = json.loads((smoke_repo / "metrics/label.json").read_text())
-    assert set(label["dev"]) == {"setfit", "llm", "gate", "soft"}
+    assert list(label["out_of_fold"]) == [*TEACHERS, "ensemble"]
+    assert label["out_of_fold"]["logreg"]["n"] == label["seed_rows"]  # cross-fitted: every seed row scored
+    assert label["out_of_fold"]["setfit"]["n"] < label["seed_rows"]  # trained on train: dev rows only
+    assert abs(sum(label["weights"].values()) - 1) < 1e-6 and set(label["weights"]) == set(TEACHERS)
     gold = label["pseudo_label_accuracy"]  # label.gold set by the smoke profile
-    assert gold["rows_matched"] == 0 and set(gold["all_rows_accuracy"]) == {"label", "setfit_label", "llm_label"}
+    assert gold["rows_matched"] == 0 and set(gold["all_rows"]) == {"ensemble", *TEACHERS}
     synth = json.loads((smoke_repo / "metrics/synth.json").read_text())
     assert synth["generated"] == synth["kept"] + sum(synth["rejected"].values())
     onnx = json.loads((smoke_repo / "metrics/onnx.json").read_text())
@@ -70,7 +95,8 @@ def test_metrics_are_complete_and_finite(smoke_repo):
 
 def test_benchmark_json_has_the_agreed_shape(smoke_repo):
     report = json.loads((smoke_repo / "metrics/benchmark.json").read_text())
-    assert set(report) == {"test_size", "hardware", "models"} and report["test_size"] == 44
+    assert set(report) == {"test_size", "minority_label", "hardware", "models", "comparisons"}
+    assert report["test_size"] == 44
     assert list(report["models"]) == MODELS
     for m in report["models"].values():
         assert set(m) == {
@@ -89,11 +115,15 @@ def test_benchmark_json_has_the_agreed_shape(smoke_repo):
         assert set(m["latency_ms"]) == {"p50_bs1_1t", "p95_bs1_1t", "p50_bs1", "p95_bs1"}
         assert m["macro_f1_ci"][0] <= m["macro_f1"] <= m["macro_f1_ci"][1] + 1e-9
     assert "| student_onnx_int8 |" in (smoke_repo / "metrics/benchmark.md").read_text()
+    pairs = report["comparisons"]
+    assert pairs["deployed"] == "student_onnx_int8" and pairs["best_seed_only"] in MODELS[:3]
+    for d in (pairs["student_onnx_int8 - setfit"], pairs[f"student_onnx_int8 - {pairs['best_seed_only']}"]):
+        assert d["macro_f1_ci"][0] <= d["macro_f1"] <= d["macro_f1_ci"][1]
     for model in MODELS:  # DVCLive's confusion-matrix data: one (actual, predicted) row per test comment
         rows = json.loads((smoke_repo / "dvclive/benchmark/plots/sklearn" / f"{model}.json").read_text())
         assert len(rows) == 44 and set(rows[0]) == {"actual", "predicted"}
     ensemble = json.loads((smoke_repo / "models/ensemble.json").read_text())
-    assert set(ensemble) == {"labels", "rule", "weight", "gate_label", "calibration"}
+    assert set(ensemble) == {"labels", "teachers", "weights", "calibration", "prior_bias"}
 
 
 def test_rerun_is_a_noop_and_a_param_reruns_only_its_stage(smoke_repo):

@@ -47,3 +47,51 @@ def test_save_then_render_fills_only_the_named_block(tmp_path):
     assert "stale" not in block and "| setfit | 0.500 [0.40, 0.60] | 0.300 [0.20, 0.40] | 9.9 | 12.0 |" in block
     assert "| student_onnx_int8 |" in block and "| n/a |" in block and "pro_russia F1" in block
     assert "keep" in out and render_readme(out, tmp_path / "reports") == out
+
+
+def test_ceiling_gives_the_gap_recovered_at_the_top_of_the_report(tmp_path):
+    from commentclf.reports import add_ceiling
+
+    entry = {
+        "accuracy": 0.5,
+        "macro_f1_ci": [0.4, 0.6],
+        "minority_f1": 0.3,
+        "minority_f1_ci": [0.2, 0.4],
+        "f1": {"a": 0.5, "b": 0.3},
+        "latency_ms": {"p50_bs1_1t": 1.0, "p95_bs1_1t": 2.0, "p50_bs1": 1.0, "p95_bs1": 2.0},
+        "throughput_per_s": 10.0,
+        "size_mb": 1.0,
+    }
+    same = {"macro_f1": 0.0, "macro_f1_ci": [0.0, 0.0], "minority_f1": 0.0, "minority_f1_ci": [0.0, 0.0]}
+    bench = {
+        "test_size": 10,
+        "minority_label": "b",
+        "hardware": {
+            "cpu": "cpu",
+            "logical_cores": 2,
+            "torch": "t",
+            "onnxruntime": "o",
+            "text_chars": 80.0,
+            "all_threads": 2,
+            "throughput_batch": 8,
+            "bootstrap": 100,
+        },
+        "models": {
+            "setfit": entry | {"macro_f1": 0.44},
+            "seed_only_logreg": entry | {"macro_f1": 0.46},
+            "student_onnx_int8": entry | {"macro_f1": 0.49},
+        },
+        "comparisons": {
+            "deployed": "student_onnx_int8",
+            "best_seed_only": "seed_only_logreg",
+            "student_onnx_int8 - setfit": same,
+        },
+    }
+    (tmp_path / "benchmark.json").write_text(json.dumps(bench))
+    add_ceiling(tmp_path)  # no ceiling.json: nothing changes
+    assert "gap_recovered" not in json.loads((tmp_path / "benchmark.json").read_text())
+    (tmp_path / "ceiling.json").write_text(json.dumps({"test": {"macro_f1": 0.51}}))
+    add_ceiling(tmp_path)
+    out = json.loads((tmp_path / "benchmark.json").read_text())
+    assert out["ceiling_macro_f1"] == 0.51 and abs(out["gap_recovered"] - 0.6) < 1e-9  # (0.49-0.46)/(0.51-0.46)
+    assert "gap recovered by the deployed student: 0.60" in (tmp_path / "benchmark.md").read_text()

@@ -11,7 +11,16 @@ import subprocess
 from datetime import date
 from pathlib import Path
 
-REPORT_FILES = ("benchmark.json", "benchmark.md", "label.json", "student.json", "onnx.json", "data.json", "llm.json")
+REPORT_FILES = (
+    "benchmark.json",
+    "benchmark.md",
+    "label.json",
+    "student.json",
+    "seed_only.json",
+    "onnx.json",
+    "data.json",
+    "llm.json",
+)
 BEGIN, END = "<!-- results:{} -->", "<!-- /results:{} -->"
 
 
@@ -34,7 +43,30 @@ def save_report(run_dir: Path, report_dir: Path, profile: str | None) -> dict:
     if profile:
         shutil.copy2(run_dir / "profiles" / f"{profile}.yaml", report_dir / "profile.yaml")
     (report_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    add_ceiling(report_dir)
     return run
+
+
+def add_ceiling(report_dir: Path) -> None:
+    """With a gold ceiling beside the benchmark (`scripts/ceiling.py` writes ceiling.json), put
+    `ceiling_macro_f1` and `gap_recovered` = (deployed student - best seed-only) / (ceiling - best seed-only)
+    at the top level of benchmark.json, and the line in benchmark.md."""
+    from commentclf.benchmark import markdown
+    from commentclf.files import write_json
+
+    bench_file, ceiling_file = report_dir / "benchmark.json", report_dir / "ceiling.json"
+    if not (bench_file.is_file() and ceiling_file.is_file()):
+        return
+    bench, ceiling = json.loads(bench_file.read_text()), json.loads(ceiling_file.read_text())
+    pairs = bench.get("comparisons", {})
+    models = bench["models"]
+    student = models[pairs.get("deployed", "student_onnx_int8")]["macro_f1"]
+    base = models[pairs["best_seed_only"]]["macro_f1"]
+    bench["ceiling_macro_f1"] = ceiling["test"]["macro_f1"]
+    bench["gap_recovered"] = (student - base) / (bench["ceiling_macro_f1"] - base)
+    write_json(bench_file, bench)
+    labels = list(next(iter(models.values()))["f1"])
+    (report_dir / "benchmark.md").write_text(markdown(bench, labels, bench["minority_label"]), encoding="utf-8")
 
 
 def results_table(report_dir: Path) -> str:
@@ -42,7 +74,7 @@ def results_table(report_dir: Path) -> str:
     bench = json.loads((report_dir / "benchmark.json").read_text())
     run = json.loads((report_dir / "run.json").read_text())
     hw = bench["hardware"]
-    minority = next(iter(_minority_names(report_dir)), "minority")
+    minority = bench.get("minority_label") or next(iter(_minority_names(report_dir)), "minority")
     lines = [
         f"Test split: {bench['test_size']} comments; {hw['cpu']}, {hw['logical_cores']} cores; commit "
         f"`{run['commit'][:7]}`, profile `{run['profile'] or 'params.yaml'}`, {run['date']}. "
@@ -58,6 +90,20 @@ def results_table(report_dir: Path) -> str:
             f"| {m['minority_f1']:.3f} [{m['minority_f1_ci'][0]:.2f}, {m['minority_f1_ci'][1]:.2f}] "
             f"| {m['latency_ms']['p50_bs1_1t']:.1f} | {size} |"
         )
+    pairs = {k: v for k, v in bench.get("comparisons", {}).items() if isinstance(v, dict)}
+    if pairs:
+        lines += ["", "| paired difference | macro-F1 [95 % CI] | " + f"{minority} F1 [95 % CI] |", "|---|---|---|"]
+        for name, d in pairs.items():
+            lines.append(
+                f"| {name} | {d['macro_f1']:+.3f} [{d['macro_f1_ci'][0]:+.3f}, {d['macro_f1_ci'][1]:+.3f}] "
+                f"| {d['minority_f1']:+.3f} [{d['minority_f1_ci'][0]:+.3f}, {d['minority_f1_ci'][1]:+.3f}] |"
+            )
+    if bench.get("ceiling_macro_f1") is not None:
+        lines += [
+            "",
+            f"Gold ceiling (student recipe on seed + true pool labels): {bench['ceiling_macro_f1']:.3f}; "
+            f"gap recovered: {bench['gap_recovered']:.2f}.",
+        ]
     return "\n".join(lines)
 
 
