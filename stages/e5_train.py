@@ -20,7 +20,7 @@ from commentclf.files import write_json
 from commentclf.manifest import read_manifest
 from commentclf.seeding import seed_everything
 from commentclf.stage import run
-from commentclf.student import frozen_head_baseline, one_hot, sharpen, train_student
+from commentclf.student import frozen_head_baseline, one_hot, predict_proba, self_train, sharpen, train_student
 from commentclf.tracking import log_curve
 
 
@@ -69,7 +69,29 @@ def main(
     def finetune(head: str, out: Path | None) -> dict:
         return train_student(*data, s.model_copy(update={"head": head}), cfg.seed, out, targets=targets)
 
-    chosen = finetune(s.head, out_dir) if s.mode == "finetune" else frozen_head_baseline(*data, s, cfg.seed, out_dir)
+    pool_rows = slice(len(parts["train"]), len(parts["train"]) + len(parts.get("pseudo", [])))
+    self_training = s.mode == "finetune" and s.self_training_rounds > 0 and pool_rows.stop > pool_rows.start
+    curve = None
+    if s.mode != "finetune":
+        chosen = frozen_head_baseline(*data, s, cfg.seed, out_dir)
+    elif not self_training:
+        chosen = finetune(s.head, out_dir)
+    else:
+        pool_texts = texts[pool_rows]
+        rounds = iter(range(1, s.self_training_rounds + 1))
+
+        def relabel(student: dict):  # the student's own sharpened distribution replaces the teachers'
+            new = targets.copy()
+            p = predict_proba(student["model"], student["tokenizer"], pool_texts, s.prefix, s.max_length)
+            new[pool_rows] = sharpen(p, s.soft_temperature)
+            return new
+
+        def retrain(new_targets):  # a fresh student from the base encoder, a new seed each round
+            return train_student(*data, s, cfg.seed + next(rounds), None, targets=new_targets)
+
+        chosen, curve = self_train(finetune(s.head, None), relabel, retrain, s.self_training_rounds)
+        chosen["model"].save_pretrained(out_dir)
+        chosen["tokenizer"].save_pretrained(out_dir)
     report = {
         "mode": s.mode,
         "head": chosen["head"],
@@ -81,6 +103,7 @@ def main(
         "rows": {name: len(df) for name, df in parts.items()},
         "pseudo_target": s.pseudo_target if s.use_pseudo else None,
         "soft_temperature": s.soft_temperature if s.use_pseudo and s.pseudo_target == "soft" else None,
+        "self_training": curve,
     }
     if s.compare_heads:
         others = {}

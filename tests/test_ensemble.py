@@ -50,7 +50,7 @@ def test_fitted_ensemble_round_trips_and_applies_calibration_pool_and_prior(tmp_
     gold = rng.integers(0, 3, 200)
     oof = {"logreg": noisy_teacher(gold, 0.6, rng), "setfit": np.full((200, 3), np.nan)}
     oof["setfit"][150:] = noisy_teacher(gold[150:], 0.5, rng)  # dev rows only
-    cfg = section("label", calibrate="temperature", prior_correction=True)
+    cfg = section("label", calibrate="temperature", prior_correction="nll")
     ensemble = Ensemble.fit(oof, gold, LABELS, cfg)
     ensemble.save(tmp_path / "ensemble.json")
     loaded = Ensemble.load(tmp_path / "ensemble.json")
@@ -66,10 +66,32 @@ def test_prior_correction_restores_a_label_the_pool_underweights():
 
     gold = np.array([0, 1, 2] * 40)
     leaning = np.tile([[0.6, 0.15, 0.25], [0.45, 0.35, 0.2], [0.3, 0.1, 0.6]], (40, 1))  # label 1 never wins
-    plain = Ensemble.fit({"t": leaning}, gold, LABELS, section("label", calibrate="none", prior_correction=False))
-    fixed = Ensemble.fit({"t": leaning}, gold, LABELS, section("label", calibrate="none", prior_correction=True))
+    plain = Ensemble.fit({"t": leaning}, gold, LABELS, section("label", calibrate="none", prior_correction="none"))
     assert plain.prior_bias == [0.0, 0.0, 0.0] and (plain.predict_proba({"t": leaning}).argmax(1) != 1).all()
-    assert (fixed.predict_proba({"t": leaning}).argmax(1) == gold).all()
+    for method in ("nll", "macro_f1"):
+        fixed = Ensemble.fit({"t": leaning}, gold, LABELS, section("label", calibrate="none", prior_correction=method))
+        assert (fixed.predict_proba({"t": leaning}).argmax(1) == gold).all(), method
+
+
+def test_macro_f1_prior_keeps_the_rare_label_that_nll_thins_out():
+    """Rare label 1 (20 % of rows) is never the most probable: the NLL bias, fitted to the prior, leaves it
+    rare in the argmax, while the macro-F1 bias gives it back its rows."""
+    from conftest import section
+
+    rng = np.random.default_rng(3)
+    gold = rng.choice(3, 500, p=[0.5, 0.2, 0.3])
+    p = np.full((500, 3), 0.2)
+    p[np.arange(500), gold] += 0.25
+    p[:, 0] += 0.2  # every row leans to the frequent label
+    p = p / p.sum(1, keepdims=True)
+    p = np.clip(p + rng.normal(0, 0.03, p.shape), 0.01, 1)
+    p = p / p.sum(1, keepdims=True)
+    f1 = {}
+    for method in ("nll", "macro_f1"):
+        e = Ensemble.fit({"t": p}, gold, LABELS, section("label", calibrate="none", prior_correction=method))
+        pred = e.predict_proba({"t": p}).argmax(1)
+        f1[method] = ((pred == 1) & (gold == 1)).sum() * 2 / ((pred == 1).sum() + (gold == 1).sum())
+    assert f1["macro_f1"] > f1["nll"] + 0.1
 
 
 def test_temperature_scaling_sharpens_flat_but_right_probabilities():

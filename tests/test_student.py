@@ -141,3 +141,24 @@ def test_sharpen_raises_the_top_label_and_keeps_argmax_and_one_hot_rows():
     assert np.array_equal(sharp[1], targets[1])
     assert np.allclose(sharp[0], np.array([0.46, 0.30, 0.24]) ** 2 / (0.46**2 + 0.30**2 + 0.24**2))
     assert sharpen(targets, 1.0) is targets
+
+
+def test_self_training_stops_on_a_flat_curve_and_keeps_the_best_round():
+    from commentclf.student import self_train
+
+    def run(losses):
+        trained = []
+
+        def retrain(targets):
+            trained.append(targets)
+            return {"dev_loss": losses[len(trained)], "round": len(trained)}
+
+        best, curve = self_train({"dev_loss": losses[0], "round": 0}, lambda s: s["round"], retrain, rounds=5)
+        return best, curve, trained
+
+    best, curve, trained = run([1.0, 1.0, 0.5, 0.4])  # flat at once: one round tried, the first kept
+    assert best["round"] == 0 and len(trained) == 1 and [c["kept"] for c in curve] == [True, False]
+    best, curve, trained = run([1.0, 0.9, 0.8, 0.85, 0.1])  # improves twice, then rises: stops there
+    assert best["round"] == 2 and len(trained) == 3 and trained == [0, 1, 2]  # each round relabels with the best
+    best, curve, _ = run([1.0, 0.9, 0.8, 0.7, 0.6, 0.5])
+    assert best["round"] == 5 and len(curve) == 6  # never more than `rounds`

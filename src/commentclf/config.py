@@ -191,9 +191,11 @@ class LabelConfig(Section):
     """Calibrate each teacher on its out-of-fold rows before pooling, so the pool weights and the confidence
     floor compare numbers on one scale. `temperature`: temperature scaling. `temperature_bias`: also a
     per-label bias, fitted by NLL (rescues a teacher that leans to one label but still ranks)."""
-    prior_correction: bool
-    """Fit a per-label bias on the pooled out-of-fold log-probabilities (by NLL): corrects a pool whose
-    prior drifted away from the rare label, without choosing anything on macro-F1."""
+    prior_correction: Literal["none", "nll", "macro_f1"]
+    """A per-label bias on the pooled log-probabilities, fitted on the out-of-fold seed rows. `nll`: the
+    bias of lowest log-loss (calibrates the prior; the argmax then favours the frequent labels, and the
+    rare label's pseudo-labels thin out). `macro_f1`: the bias of highest out-of-fold macro-F1 (keeps the
+    rare label's share). `none`: no bias."""
     confidence_floor: float = Field(ge=0, le=1)
     """Pseudo-labels whose ensemble probability is below this are not kept for the student."""
     gold: str | None
@@ -230,6 +232,10 @@ class StudentConfig(Section):
     rounding flips its argmax (docs/design.md)."""
     use_synthetic: bool
     """Add the kept synthetic comments."""
+    self_training_rounds: int = Field(ge=0)
+    """Noisy-student rounds after the first student: it relabels the pool rows (its sharpened
+    distribution replaces the teachers'), and a fresh student (new head, dropout on) trains on them. Stops
+    at the first round whose best dev loss is not lower than the best so far, and keeps that best one."""
     freeze_embeddings: bool
     """Keep the word-embedding matrix fixed: e5's multilingual vocabulary is two thirds of its weights, and
     updating it costs a third of each CPU step while a few thousand comments cannot teach it much."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -197,11 +198,32 @@ def train_student(
         "head": s.head,
         "best_epoch": best[0],
         "dev": best[1],
+        "dev_loss": history[best[0] - 1]["dev_loss"],
         "history": history,
         "train_seconds": round(seconds, 1),
         "model": model,
         "tokenizer": tokenizer,
     }
+
+
+def self_train(
+    first: dict,
+    relabel: Callable[[dict], np.ndarray],
+    retrain: Callable[[np.ndarray], dict],
+    rounds: int,
+) -> tuple[dict, list[dict]]:
+    """Noisy-student self-training: `relabel(student)` gives new targets for the training rows, and
+    `retrain(targets)` trains a fresh student on them. Stops at the first round whose dev loss is not below
+    the best so far (a flat or rising curve), and returns the best student with the per-round curve."""
+    best, curve = first, [{"round": 0, "dev_loss": first["dev_loss"], "kept": True}]
+    for r in range(1, rounds + 1):
+        candidate = retrain(relabel(best))
+        better = candidate["dev_loss"] < best["dev_loss"]
+        curve.append({"round": r, "dev_loss": candidate["dev_loss"], "kept": better})
+        if not better:
+            break
+        best = candidate
+    return best, curve
 
 
 def frozen_head_baseline(
