@@ -1,7 +1,7 @@
 """Reports of named runs and the README's Results tables.
 
 python scripts/report.py save demo               # metrics/ of this checkout -> reports/demo/
-python scripts/report.py save ruw --run-dir DIR --profile ruw
+python scripts/report.py save ruw --run-dir DIR --profile ruw --wall-seconds 3494
 python scripts/report.py readme                  # rewrite the README's tables from reports/
 python scripts/report.py readme --check          # exit 1 when the README is out of date
 """
@@ -21,9 +21,10 @@ def save(
     dataset: str,
     run_dir: Path = typer.Option(REPO, help="the checkout whose metrics/ the run wrote"),
     profile: str = typer.Option(None, help="the profile the run used (profiles/NAME.yaml)"),
+    wall_seconds: float = typer.Option(None, help="how long the whole run took (recorded in run.json)"),
 ) -> None:
     """Copy a finished run's metrics into reports/DATASET/ with its commit and profile."""
-    run = save_report(run_dir, REPO / "reports" / dataset, profile)
+    run = save_report(run_dir, REPO / "reports" / dataset, profile, wall_seconds)
     print(f"reports/{dataset}: {run}")
 
 

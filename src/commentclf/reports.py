@@ -24,8 +24,9 @@ REPORT_FILES = (
 BEGIN, END = "<!-- results:{} -->", "<!-- /results:{} -->"
 
 
-def save_report(run_dir: Path, report_dir: Path, profile: str | None) -> dict:
-    """Copy a finished run's metric files into `report_dir`, with run.json: commit, profile, date."""
+def save_report(run_dir: Path, report_dir: Path, profile: str | None, wall_seconds: float | None = None) -> dict:
+    """Copy a finished run's metric files into `report_dir`, with run.json: commit, profile, date (and the
+    run's wall time when given)."""
     report_dir.mkdir(parents=True, exist_ok=True)
     for name in REPORT_FILES:
         source = run_dir / "metrics" / name
@@ -40,6 +41,8 @@ def save_report(run_dir: Path, report_dir: Path, profile: str | None) -> dict:
     outputs = ("dvc.lock", "params.yaml", "metrics/", "dvclive/", "plots/")  # what the run itself writes
     changed = [line[3:] for line in dirty.stdout.splitlines() if not line[3:].startswith(outputs)]
     run = {"commit": commit, "uncommitted_changes": changed, "profile": profile, "date": date.today().isoformat()}
+    if wall_seconds is not None:
+        run["wall_seconds"] = wall_seconds
     if profile:
         shutil.copy2(run_dir / "profiles" / f"{profile}.yaml", report_dir / "profile.yaml")
     (report_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
