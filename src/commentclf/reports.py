@@ -38,7 +38,8 @@ def save_report(run_dir: Path, report_dir: Path, profile: str | None, wall_secon
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"], cwd=run_dir, capture_output=True, text=True
     )
-    outputs = ("dvc.lock", "params.yaml", "metrics/", "dvclive/", "plots/")  # what the run itself writes
+    # what the run itself writes, and files no stage reads (the reports and the docs)
+    outputs = ("dvc.lock", "params.yaml", "metrics/", "dvclive/", "plots/", "reports/", "README.md", "docs/")
     changed = [line[3:] for line in dirty.stdout.splitlines() if not line[3:].startswith(outputs)]
     run = {"commit": commit, "uncommitted_changes": changed, "profile": profile, "date": date.today().isoformat()}
     if wall_seconds is not None:
