@@ -161,6 +161,15 @@ def model_entry(
     }
 
 
+def paired_rows(pairs: dict[str, dict]) -> list[str]:
+    """Markdown rows of paired differences: name | macro-F1 difference [CI] | minority-F1 difference [CI]."""
+    return [
+        f"| {name} | {d['macro_f1']:+.3f} [{d['macro_f1_ci'][0]:+.3f}, {d['macro_f1_ci'][1]:+.3f}] "
+        f"| {d['minority_f1']:+.3f} [{d['minority_f1_ci'][0]:+.3f}, {d['minority_f1_ci'][1]:+.3f}] |"
+        for name, d in pairs.items()
+    ]
+
+
 def markdown(report: dict, labels: list[str], minority: str) -> str:
     hw = report["hardware"]
     lines = [
@@ -198,11 +207,7 @@ def markdown(report: dict, labels: list[str], minority: str) -> str:
             f"| comparison | macro-F1 difference [95 % CI] | {minority} F1 difference [95 % CI] |",
             "|---|---|---|",
         ]
-        for name, d in pairs.items():
-            lines.append(
-                f"| {name} | {d['macro_f1']:+.3f} [{d['macro_f1_ci'][0]:+.3f}, {d['macro_f1_ci'][1]:+.3f}] "
-                f"| {d['minority_f1']:+.3f} [{d['minority_f1_ci'][0]:+.3f}, {d['minority_f1_ci'][1]:+.3f}] |"
-            )
+        lines += paired_rows(pairs)
     if report.get("ceiling_macro_f1") is not None:
         lines += [
             "",

@@ -75,6 +75,8 @@ def add_ceiling(report_dir: Path) -> None:
 
 def results_table(report_dir: Path) -> str:
     """The README's table of one dataset: every benchmarked model on the test split."""
+    from commentclf.benchmark import paired_rows
+
     bench = json.loads((report_dir / "benchmark.json").read_text())
     run = json.loads((report_dir / "run.json").read_text())
     hw = bench["hardware"]
@@ -97,11 +99,7 @@ def results_table(report_dir: Path) -> str:
     pairs = {k: v for k, v in bench.get("comparisons", {}).items() if isinstance(v, dict)}
     if pairs:
         lines += ["", "| paired difference | macro-F1 [95 % CI] | " + f"{minority} F1 [95 % CI] |", "|---|---|---|"]
-        for name, d in pairs.items():
-            lines.append(
-                f"| {name} | {d['macro_f1']:+.3f} [{d['macro_f1_ci'][0]:+.3f}, {d['macro_f1_ci'][1]:+.3f}] "
-                f"| {d['minority_f1']:+.3f} [{d['minority_f1_ci'][0]:+.3f}, {d['minority_f1_ci'][1]:+.3f}] |"
-            )
+        lines += paired_rows(pairs)
     if bench.get("ceiling_macro_f1") is not None:
         lines += [
             "",
