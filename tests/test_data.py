@@ -197,7 +197,7 @@ def test_test_path_equal_to_labeled_means_carve_out(tmp_path):
 def test_real_ruw_data_validates_and_splits():
     raw = base_params(labeled=str(RUW / "seed.csv"), unlabeled=str(RUW / "pool.csv"), test=str(RUW / "seed.csv"))
     raw["labels"] = [{"name": n, "description": n} for n in ("pro_ukraine", "pro_russia", "neutral")]
-    raw["language"], raw["label"]["gate_label"] = "en", "neutral"
+    raw["language"] = "en"
     cfg = parse_params(raw)
     result = build_splits(cfg.data, cfg.split, cfg.label_names)
     sizes = {name: len(df) for name, df in result.splits.items()}
