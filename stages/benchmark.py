@@ -19,7 +19,7 @@ from commentclf.data import read_split
 from commentclf.encoders import load_embedder
 from commentclf.ensemble import Ensemble
 from commentclf.files import size_mb, write_json
-from commentclf.llm.classifier import LLMClassifier
+from commentclf.llm.head import load_llm
 from commentclf.manifest import read_manifest
 from commentclf.onnx_model import OnnxClassifier
 from commentclf.seeding import seed_everything
@@ -53,7 +53,7 @@ def main(
     all_threads = torch.get_num_threads()
 
     setfit = load_setfit(setfit_dir)
-    llm = LLMClassifier.load(llm_dir, quantize=cfg.llm.quantize)
+    llm = load_llm(llm_dir, quantize=cfg.llm.quantize)
     ensemble = Ensemble.load(ensemble_file)
     fitted_teachers = joblib.load(teachers_file)
     embed = load_embedder(read_manifest(assets)["encoder"], prefix=s.prefix)

@@ -1,7 +1,11 @@
-"""Stage `llm_finetune`: LoRA (or QLoRA) fine-tuning of a causal LM that answers {"label": "<word>"} to an
-Alpaca-style prompt listing every label's description. Only the answer carries loss. Saves the adapter
-and writes its dev metrics in both prediction modes (generate, score): parse-failure rate, score/generate
-agreement, milliseconds per comment; and the loss curve (DVCLive)."""
+"""Stage `llm_finetune`: LoRA (or QLoRA) fine-tuning of a causal LM.
+
+`llm.head: generative` (default): the model answers {"label": "<word>"} to an Alpaca-style prompt listing
+every label's description; only the answer carries loss. Dev metrics in both prediction modes (generate,
+score): parse-failure rate, score/generate agreement, milliseconds per comment.
+`llm.head: classifier`: LoRA on the model's sequence-classification head, over the comment alone; dev
+metrics of its probabilities (reported as `score`, like the generative path's).
+Saves the adapter and writes the loss curve (DVCLive)."""
 
 from pathlib import Path
 
@@ -22,7 +26,7 @@ def main(
     live_dir: Path = typer.Option(..., help="DVCLive folder of the loss curve"),
 ) -> None:
     cfg = load_params(params)
-    backend = choose_backend(cfg.llm.backend)
+    backend = "peft" if cfg.llm.head == "classifier" else choose_backend(cfg.llm.backend)
     if backend == "unsloth":
         import_unsloth_first()  # before transformers / trl / peft are imported below
 
@@ -31,8 +35,8 @@ def main(
 
     from commentclf.data import most_frequent, read_split
     from commentclf.files import write_json
-    from commentclf.llm.classifier import LLMClassifier
-    from commentclf.llm.evaluate import evaluate_llm
+    from commentclf.llm.evaluate import evaluate_head, evaluate_llm
+    from commentclf.llm.head import finetune_head, load_llm
     from commentclf.llm.train import balance, finetune
     from commentclf.manifest import read_manifest
     from commentclf.prompts import classification_prompt
@@ -50,14 +54,22 @@ def main(
         texts, labels = balance(texts, labels, cfg.seed)
 
     base = s.model or read_manifest(assets)["llm"]
-    prompt = classification_prompt(cfg.labels, cfg.language, cfg.context, cfg.llm_answers)
-    train_info, curve = finetune(base, backend, texts, labels, prompt, cfg.llm_answers, s, cfg.seed, out_dir)
+    if s.head == "classifier":
+        train_info, curve = finetune_head(base, texts, labels, cfg.label_names, s, cfg.seed, out_dir)
+    else:
+        prompt = classification_prompt(cfg.labels, cfg.language, cfg.context, cfg.llm_answers)
+        train_info, curve = finetune(base, backend, texts, labels, prompt, cfg.llm_answers, s, cfg.seed, out_dir)
     log_curve(live_dir, curve, step="step")
 
-    fallback = s.fallback_label or most_frequent(train["label"].to_list())
-    clf = LLMClassifier.load(out_dir, base, s.quantize)
-    dev_eval = evaluate_llm(clf, dev["text"].to_list(), dev["label"].to_list(), cfg.minority_label, fallback, s)
+    clf = load_llm(out_dir, base, s.quantize)
+    dev_texts, dev_gold = dev["text"].to_list(), dev["label"].to_list()
+    if s.head == "classifier":
+        dev_eval = evaluate_head(clf, dev_texts, dev_gold, cfg.minority_label, s)
+    else:
+        fallback = s.fallback_label or most_frequent(train["label"].to_list())
+        dev_eval = evaluate_llm(clf, dev_texts, dev_gold, cfg.minority_label, fallback, s)
     report = {
+        "head": s.head,
         "backend": backend,
         "base_model": base,
         "rows": {"train": len(train), "synthetic": len(rows) - len(train), "after_balance": len(texts)},
@@ -65,15 +77,7 @@ def main(
         "dev": dev_eval,
     }
     write_json(metrics, report)
-    Console().print(
-        {
-            "dev_score_macro_f1": dev_eval["score"]["macro_f1"],
-            "dev_generate_macro_f1": dev_eval["generate"]["macro_f1"],
-            "parse_failure_rate": dev_eval["parse"]["failure_rate"],
-            "agreement": dev_eval["score_generate_agreement"],
-            "ms": dev_eval["ms_per_comment"],
-        }
-    )
+    Console().print({"dev_score_macro_f1": dev_eval["score"]["macro_f1"], "ms": dev_eval["ms_per_comment"]})
 
 
 if __name__ == "__main__":

@@ -61,9 +61,9 @@ def main(
         setfit = load_setfit(setfit_dir)
         others["setfit"] = lambda texts: setfit_proba(setfit, texts, cfg.setfit.prefix)
     if "llm" in lc.teachers:
-        from commentclf.llm.classifier import LLMClassifier
+        from commentclf.llm.head import load_llm
 
-        llm = LLMClassifier.load(llm_dir, quantize=cfg.llm.quantize)
+        llm = load_llm(llm_dir, quantize=cfg.llm.quantize)
         others["llm"] = lambda texts: llm.score(texts, cfg.llm.score_batch_size)
 
     oof, pool_p, fitted, seconds = {}, {}, {}, {}

@@ -190,7 +190,9 @@ def test_two_point_sweep_with_dvc_exp(smoke_repo):
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
     run_cmd(git + ["add", "-A"], smoke_repo)
     run_cmd(git + ["commit", "-qm", "smoke baseline"], smoke_repo)
-    run_cmd(["dvc", "exp", "run", "--queue", "-S", "student.lr=5e-5,1e-4"], smoke_repo)
+    # generative is the baseline's value (every stage from the run-cache); classifier reruns the LLM and
+    # everything downstream of it, so the classifier head runs in the smoke pipeline as a teacher too
+    run_cmd(["dvc", "exp", "run", "--queue", "-S", "llm.head=generative,classifier"], smoke_repo)
     run_cmd(["dvc", "queue", "start", "-j", "1"], smoke_repo)
     deadline = time.time() + 1200
     while time.time() < deadline:
@@ -201,11 +203,14 @@ def test_two_point_sweep_with_dvc_exp(smoke_repo):
     assert status.count("Success") == 2, status
     shown = json.loads(run_cmd(["dvc", "exp", "show", "--json"], smoke_repo).stdout)
     exps = [rev for commit in shown for exp in commit.get("experiments") or [] for rev in exp["revs"]]
-    lrs = sorted(e["data"]["params"]["params.yaml"]["data"]["student"]["lr"] for e in exps)
-    assert lrs == [5e-5, 1e-4]
+    heads = sorted(e["data"]["params"]["params.yaml"]["data"]["llm"]["head"] for e in exps)
+    assert heads == ["classifier", "generative"]
     for e in exps:
-        bench = e["data"]["metrics"]["metrics/benchmark.json"]["data"]
+        metrics = e["data"]["metrics"]
+        assert metrics["metrics/llm.json"]["data"]["head"] == e["data"]["params"]["params.yaml"]["data"]["llm"]["head"]
+        bench = metrics["metrics/benchmark.json"]["data"]
         assert math.isfinite(bench["models"]["student_onnx_int8"]["macro_f1"])
+        assert math.isfinite(bench["models"]["llm"]["macro_f1"])
 
 
 def test_profile_experiment_command(smoke_repo):

@@ -129,8 +129,12 @@ class SynthConfig(Section):
 class LLMConfig(Section):
     model: str | None
     """Causal LM to fine-tune; null = the `assets` LLM. GPU profile: unsloth/mistral-7b-bnb-4bit."""
+    head: Literal["generative", "classifier"]
+    """`generative`: the model answers `{"label": ...}` to the instruction prompt (the original's path; the
+    `score` mode reads each answer's probability). `classifier`: LoRA on the model's
+    AutoModelForSequenceClassification, one forward pass over the comment alone (always peft)."""
     backend: Literal["auto", "unsloth", "peft"]
-    """`auto`: unsloth where CUDA and the gpu extra exist, else peft + trl."""
+    """`auto`: unsloth where CUDA and the gpu extra exist, else peft + trl. The classifier head uses peft."""
     quantize: Literal["none", "4bit"]
     """`4bit`: QLoRA (NF4 weights through bitsandbytes, or unsloth's 4-bit loader)."""
     use_synthetic: bool

@@ -1,4 +1,5 @@
-"""The LLM classifier in both prediction modes on the same labelled rows: quality, parse failures, agreement, speed."""
+"""The fine-tuned LLM on labelled rows: quality and speed; for the generative head, both prediction modes side
+by side (parse failures, agreement)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 
 from commentclf.config import LLMConfig
 from commentclf.llm.classifier import LLMClassifier
+from commentclf.llm.head import HeadClassifier
 from commentclf.metrics import classification_report
 
 
@@ -42,4 +44,17 @@ def evaluate_llm(
         "agreement_rows": len(parsed),
         "ms_per_comment": {"generate": round(gen_ms, 1), "score": round(score_ms, 1)},
         "speedup_score_vs_generate": gen_ms / score_ms if score_ms else None,
+    }
+
+
+def evaluate_head(clf: HeadClassifier, texts: list[str], gold: list[str], minority: str, cfg: LLMConfig) -> dict:
+    """The classifier head's argmax on labelled rows, under the key `score` as the generative path's."""
+    clf.score(texts[: cfg.score_batch_size], cfg.score_batch_size)  # untimed warm-up, as in evaluate_llm
+    start = time.perf_counter()
+    proba = clf.score(texts, cfg.score_batch_size)
+    ms = 1000 * (time.perf_counter() - start) / max(1, len(texts))
+    predicted = [clf.labels[i] for i in proba.argmax(1)]
+    return {
+        "score": classification_report(gold, predicted, clf.labels, minority),
+        "ms_per_comment": {"score": round(ms, 1)},
     }
