@@ -10,6 +10,7 @@ from commentclf.student import (
     MeanPoolingClassifier,
     class_weights,
     frozen_head_baseline,
+    length_batches,
     load_student,
     one_hot,
     predict_proba,
@@ -162,3 +163,19 @@ def test_self_training_stops_on_a_flat_curve_and_keeps_the_best_round():
     assert best["round"] == 2 and len(trained) == 3 and trained == [0, 1, 2]  # each round relabels with the best
     best, curve, _ = run([1.0, 0.9, 0.8, 0.7, 0.6, 0.5])
     assert best["round"] == 5 and len(curve) == 6  # never more than `rounds`
+
+
+def test_length_batches_cover_every_row_once_and_pad_less():
+    rng = np.random.default_rng(0)
+    lengths = list(rng.integers(5, 120, size=1000))
+    batches = length_batches(lengths, 16, np.random.default_rng(1))
+    rows = np.concatenate(batches)
+    assert sorted(rows) == list(range(1000)) and len(batches) == 63 and max(map(len, batches)) == 16
+    padded = sum(16 * max(lengths[i] for i in b) for b in batches)
+    random = np.random.default_rng(1).permutation(1000)
+    padded_random = sum(16 * max(lengths[i] for i in random[b : b + 16]) for b in range(0, 1000, 16))
+    assert padded < 0.75 * padded_random
+    again = length_batches(lengths, 16, np.random.default_rng(1))
+    assert all((a == b).all() for a, b in zip(batches, again))  # the seed fixes the epoch
+    first_lengths = [max(lengths[i] for i in b) for b in batches]
+    assert first_lengths != sorted(first_lengths)  # batch order shuffled, not short to long

@@ -80,6 +80,20 @@ def weighted_soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, wei
     return -(wt * torch.log_softmax(logits, -1)).sum() / wt.sum()
 
 
+def length_batches(lengths: list[int], batch_size: int, rng: np.random.Generator, window: int = 50) -> list[np.ndarray]:
+    """One epoch's batches: shuffled, then sorted by length within windows of `window` batches, so a batch
+    is padded to a length near its rows' own (random batches of tweets pad ~50 tokens to ~80); the batch
+    order is shuffled again so no epoch runs from short to long."""
+    order = rng.permutation(len(lengths))
+    span = window * batch_size
+    batches = []
+    for start in range(0, len(order), span):
+        chunk = order[start : start + span]
+        chunk = chunk[np.argsort([lengths[i] for i in chunk], kind="stable")]
+        batches += [chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def _load_model(body: str, head: str, label_names: list[str]):
     id2label = dict(enumerate(label_names))
     kwargs = {"num_labels": len(label_names), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
@@ -140,6 +154,10 @@ def train_student(
         [{"params": encoder, "lr": s.lr}, {"params": fresh, "lr": s.head_lr or s.lr}], weight_decay=s.weight_decay
     )
     steps_per_epoch = math.ceil(len(texts) / s.batch_size)
+    lengths = [
+        len(ids)
+        for ids in tokenizer([s.prefix + t for t in texts], truncation=True, max_length=s.max_length)["input_ids"]
+    ]
     total = steps_per_epoch * s.epochs
     warmup = int(total * s.warmup_ratio)
 
@@ -155,10 +173,8 @@ def train_student(
     start = time.perf_counter()
     for epoch in range(1, s.epochs + 1):
         model.train()
-        order = rng.permutation(len(texts))
         losses = []
-        for b in range(steps_per_epoch):
-            idx = order[b * s.batch_size : (b + 1) * s.batch_size]
+        for idx in length_batches(lengths, s.batch_size, rng):
             enc = tokenizer(
                 [s.prefix + texts[i] for i in idx],
                 padding=True,
