@@ -28,6 +28,7 @@ from commentclf.stage import run
 from commentclf.student import load_student, predict_proba
 from commentclf.teachers import score_teachers
 from commentclf.tracking import log_confusions
+from commentclf.vocab import coverage
 
 
 def main(
@@ -118,6 +119,7 @@ def main(
     report = {
         "test_size": len(test),
         "minority_label": cfg.minority_label,
+        "deployed": "student_onnx_int8",  # what `commentclf predict` and `serve` load by default
         "hardware": {
             **hardware(),
             "text_chars": float(np.mean([len(t) for t in texts])),
@@ -126,6 +128,9 @@ def main(
         },
         "models": {},
     }
+    deployed_tokenizer = onnx["int8"][1].tokenizer
+    if len(deployed_tokenizer) != len(tokenizer):  # onnx.trim_vocab: how the trimmed vocabulary covers test text
+        report["vocab_coverage"] = coverage(tokenizer, deployed_tokenizer, texts, s.prefix)
     console = Console()
     predictions = {}
     for name, (predict, runs, size) in models.items():

@@ -1,6 +1,8 @@
 """Stage `onnx_export`: optimum export of the student -> ORT graph optimisation -> int8.
 
-Parity against the torch student is measured on dev + `onnx.parity_pool_rows` pool texts (agreement needs
+With `onnx.trim_vocab` the exported models keep only the embedding rows of the tokens the corpus (train,
+dev and pool texts) uses, plus every special and single-character piece (commentclf.vocab).
+Parity against the (untrimmed) torch student is measured on dev + `onnx.parity_pool_rows` pool texts (agreement needs
 no labels) and reported with the file sizes. The stage fails with a clear message when fp32 or int8
 agreement is under its bound."""
 
@@ -18,6 +20,7 @@ from commentclf.onnx_export import export_fp32, optimize, parity, quantize
 from commentclf.onnx_model import OnnxClassifier
 from commentclf.stage import run
 from commentclf.student import load_student, predict_proba
+from commentclf.vocab import trim_vocabulary
 
 
 def main(
@@ -32,16 +35,23 @@ def main(
     model, tokenizer = load_student(student_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
+    dev = read_split(split_dir, "dev")["text"].to_list()
+    pool_all = read_split(split_dir, "pool")["text"].to_list()
+    pool = pool_all[: o.parity_pool_rows]
+    texts = dev + pool
+    ref = predict_proba(model, tokenizer, texts, s.prefix, s.max_length)  # before any trimming
+    torch_mb = size_mb(student_dir / "model.safetensors", digits=2)
+    vocab = None
+    if o.trim_vocab:
+        corpus = read_split(split_dir, "train")["text"].to_list() + dev + pool_all
+        model, tokenizer, vocab = trim_vocabulary(model, tokenizer, corpus, s.prefix, out_dir / "tokenizer")
     fp32 = export_fp32(model, tokenizer, out_dir / "fp32", o.opset)
     optimized = optimize(out_dir / "fp32", out_dir / "optimized", o.optimization_level)
     int8, isa = quantize(out_dir / "optimized", optimized.name, out_dir / "int8", o)
     for folder in ("optimized", "int8"):  # each folder is loadable on its own (tokenizer + config)
         tokenizer.save_pretrained(out_dir / folder)
+    shutil.rmtree(out_dir / "tokenizer", ignore_errors=True)
 
-    dev = read_split(split_dir, "dev")["text"].to_list()
-    pool = read_split(split_dir, "pool")["text"].head(o.parity_pool_rows).to_list()
-    texts = dev + pool
-    ref = predict_proba(model, tokenizer, texts, s.prefix, s.max_length)
     results = {}
     for name, path in (("fp32", fp32), ("int8", int8)):
         p = OnnxClassifier(path, max_length=s.max_length, prefix=s.prefix).predict_proba(texts)
@@ -49,9 +59,9 @@ def main(
             **parity(ref, p),
             "dev_argmax_agreement": parity(ref[: len(dev)], p[: len(dev)])["argmax_agreement"],
         }
-    torch_mb = size_mb(student_dir / "model.safetensors", digits=2)
     report = {
         "scheme": o.scheme,
+        **({"vocab": vocab} if vocab else {}),
         "isa": isa,
         "optimization_level": o.optimization_level,
         "operators": o.operators,
@@ -65,6 +75,8 @@ def main(
             "onnx_int8": size_mb(int8, digits=2),
         },
         "int8_shrink_vs_torch": round(torch_mb / size_mb(int8, digits=2), 2),
+        # what a deployment ships: the model file and the tokenizer beside it
+        "int8_folder_mb": size_mb(out_dir / "int8", digits=2),
     }
     write_json(metrics, report)
     Console().print(report)

@@ -95,8 +95,13 @@ def test_metrics_are_complete_and_finite(smoke_repo):
 
 def test_benchmark_json_has_the_agreed_shape(smoke_repo):
     report = json.loads((smoke_repo / "metrics/benchmark.json").read_text())
-    assert set(report) == {"test_size", "minority_label", "hardware", "models", "comparisons"}
+    keys = {"test_size", "minority_label", "deployed", "vocab_coverage", "hardware", "models", "comparisons"}
+    assert set(report) == keys and report["deployed"] == "student_onnx_int8"
     assert report["test_size"] == 44
+    # onnx.trim_vocab (params.yaml's default): the deployed tokenizer is the trimmed one, and it says so
+    assert 0 < report["vocab_coverage"]["token_coverage"] <= 1 and report["vocab_coverage"]["texts"] == 44
+    vocab = json.loads((smoke_repo / "metrics/onnx.json").read_text())["vocab"]
+    assert vocab["vocab_after"] < vocab["vocab_before"] // 10
     assert list(report["models"]) == MODELS
     for m in report["models"].values():
         assert set(m) == {

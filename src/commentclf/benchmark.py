@@ -72,7 +72,7 @@ def paired_difference(
 def comparisons(report: dict, predictions: dict[str, list[str]], gold: list[str], labels, minority, n, seed) -> dict:
     """The deployed student (int8 ONNX) against SetFit and against the best seed-only model (the highest
     test macro-F1 among SetFit and the seed_only_* baselines: the strongest comparison, not a tuned one)."""
-    deployed = "student_onnx_int8"
+    deployed = report.get("deployed", "student_onnx_int8")
     seed_only = [m for m in report["models"] if m == "setfit" or m.startswith("seed_only_")]
     if deployed not in predictions or not seed_only:
         return {}

@@ -285,6 +285,10 @@ class OnnxConfig(Section):
     """Per-channel weight scales (dynamic scheme; more accurate than per-tensor)."""
     operators: list[str]
     """Operators quantised to int8; Gather shrinks the 250k-row embedding table."""
+    trim_vocab: bool
+    """Keep only the embedding rows of the tokens that train, dev and pool texts use, plus every special and
+    single-character piece (any text still tokenizes); the tokenizer is rebuilt to match. In-corpus text
+    keeps its ids (checked); other text may be split into shorter pieces (the benchmark reports coverage)."""
     min_fp32_agreement: float = Field(ge=0, le=1)
     """Required argmax agreement of fp32 ONNX with the torch student."""
     min_int8_agreement: float = Field(ge=0, le=1)

@@ -24,3 +24,7 @@ class LLMError(CommentclfError, RuntimeError):
 
 class ParityError(CommentclfError, RuntimeError):
     """An exported model disagrees with the torch student more than the bounds allow."""
+
+
+class VocabError(CommentclfError, RuntimeError):
+    """A trimmed tokenizer would not reproduce the full one on the corpus it was built from."""
