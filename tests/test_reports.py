@@ -9,6 +9,7 @@ def fake_run(tmp_path):
     (run / "metrics").mkdir(parents=True)
     (run / "profiles").mkdir()
     (run / "profiles" / "x.yaml").write_text("seed: 1\n")
+    (run / "params.yaml").write_text("seed: 1\nstudent:\n  lr: 0.1\n")  # the profile plus a -S override
     entry = {
         "macro_f1": 0.5,
         "macro_f1_ci": [0.4, 0.6],
@@ -38,6 +39,7 @@ def test_save_then_render_fills_only_the_named_block(tmp_path):
     info = save_report(run, tmp_path / "reports" / "toy", "x")
     assert len(info["commit"]) == 40 and info["profile"] == "x" and info["uncommitted_changes"] == []
     assert (tmp_path / "reports/toy/profile.yaml").read_text() == "seed: 1\n"
+    assert "lr: 0.1" in (tmp_path / "reports/toy/params.yaml").read_text()
     readme = (
         "intro\n<!-- results:toy -->\nstale\n<!-- /results:toy -->\n"
         "<!-- results:other -->\nkeep\n<!-- /results:other -->\n"

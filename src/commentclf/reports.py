@@ -46,6 +46,8 @@ def save_report(run_dir: Path, report_dir: Path, profile: str | None, wall_secon
         run["wall_seconds"] = wall_seconds
     if profile:
         shutil.copy2(run_dir / "profiles" / f"{profile}.yaml", report_dir / "profile.yaml")
+    # the params the run ended with: a profile plus `-S` overrides (a sweep point) are recorded exactly
+    shutil.copy2(run_dir / "params.yaml", report_dir / "params.yaml")
     (report_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     add_ceiling(report_dir)
     return run
