@@ -236,6 +236,10 @@ class StudentConfig(Section):
     rounding flips its argmax (docs/design.md)."""
     use_synthetic: bool
     """Add the kept synthetic comments."""
+    length_batches: bool
+    """Batches of similar length (sorted within windows of 50 batches, then shuffled): about a third
+    fewer padded positions on tweets. Off by default: where length goes with the label, batches become
+    label-skewed, which hard targets do not survive well (docs/design.md)."""
     self_training_rounds: int = Field(ge=0)
     """Noisy-student rounds after the first student: it relabels the pool rows (its sharpened
     distribution replaces the teachers'), and a fresh student (new head, dropout on) trains on them. Stops

@@ -154,10 +154,6 @@ def train_student(
         [{"params": encoder, "lr": s.lr}, {"params": fresh, "lr": s.head_lr or s.lr}], weight_decay=s.weight_decay
     )
     steps_per_epoch = math.ceil(len(texts) / s.batch_size)
-    lengths = [
-        len(ids)
-        for ids in tokenizer([s.prefix + t for t in texts], truncation=True, max_length=s.max_length)["input_ids"]
-    ]
     total = steps_per_epoch * s.epochs
     warmup = int(total * s.warmup_ratio)
 
@@ -169,12 +165,22 @@ def train_student(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     dev_gold = [label_names.index(label) for label in dev_labels]
     rng = np.random.default_rng(seed)
+    if s.length_batches:
+        lengths = [
+            len(ids)
+            for ids in tokenizer([s.prefix + t for t in texts], truncation=True, max_length=s.max_length)["input_ids"]
+        ]
     best, history = None, []
     start = time.perf_counter()
     for epoch in range(1, s.epochs + 1):
         model.train()
         losses = []
-        for idx in length_batches(lengths, s.batch_size, rng):
+        if s.length_batches:
+            batches = length_batches(lengths, s.batch_size, rng)
+        else:
+            order = rng.permutation(len(texts))
+            batches = [order[b : b + s.batch_size] for b in range(0, len(texts), s.batch_size)]
+        for idx in batches:
             enc = tokenizer(
                 [s.prefix + texts[i] for i in idx],
                 padding=True,
