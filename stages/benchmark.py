@@ -2,7 +2,9 @@
 
 For each model: accuracy, macro-F1, per-class precision/recall/F1, 95 % bootstrap intervals of macro-F1
 and minority F1; latency p50/p95 at batch 1 with 1 thread and with all threads, and throughput at batch
-`benchmark.throughput_batch`, on real test texts after warm-up; size on disk. Writes the report as JSON
+`benchmark.throughput_batch`, on real test texts after warm-up; size on disk. Each ONNX student (fp32, the
+deployed int8 scheme and `onnx.compare_schemes`, each under its own name) is also started as `commentclf
+serve` to measure start-up time and resident memory. Writes the report as JSON
 (the shape later tooling reads) and markdown, and the confusion matrices as DVCLive plots."""
 
 from pathlib import Path
@@ -12,8 +14,17 @@ import numpy as np
 import torch
 import typer
 from rich.console import Console
+from transformers import AutoTokenizer
 
-from commentclf.benchmark import comparisons, hardware, latency_ms, markdown, model_entry, throughput
+from commentclf.benchmark import (
+    comparisons,
+    hardware,
+    latency_ms,
+    markdown,
+    model_entry,
+    serve_footprint,
+    throughput,
+)
 from commentclf.config import load_params
 from commentclf.data import read_split
 from commentclf.encoders import load_embedder
@@ -60,13 +71,14 @@ def main(
     embed = load_embedder(read_manifest(assets)["encoder"], prefix=s.prefix)
     student, tokenizer = load_student(student_dir)
     baselines = {name: load_student(seed_only_dir / name) for name in ("logreg", "finetune")}
+    # model name -> folder: fp32, the deployed int8 (`int8/`, what predict and serve load) and the compared schemes
+    onnx_dirs = {"student_onnx_fp32": onnx_dir / "fp32", f"student_onnx_int8_{cfg.onnx.scheme}": onnx_dir / "int8"}
+    onnx_dirs |= {f"student_onnx_int8_{x}": onnx_dir / f"int8_{x}" for x in cfg.onnx.compare_schemes}
     onnx = {
-        name: {
-            t: OnnxClassifier(onnx_dir / name, threads=t, max_length=s.max_length, prefix=s.prefix)
-            for t in (1, all_threads)
-        }
-        for name in ("fp32", "int8")
+        name: {t: OnnxClassifier(folder, threads=t, max_length=s.max_length, prefix=s.prefix) for t in (1, all_threads)}
+        for name, folder in onnx_dirs.items()
     }
+    deployed = f"student_onnx_int8_{cfg.onnx.scheme}"
 
     def setfit_p(batch):
         return setfit_proba(setfit, batch, cfg.setfit.prefix)
@@ -113,13 +125,12 @@ def main(
             b.latency_runs,
             size_mb(student_dir / "model.safetensors"),
         ),
-        "student_onnx_fp32": (None, b.latency_runs, size_mb(onnx["fp32"][1].file)),
-        "student_onnx_int8": (None, b.latency_runs, size_mb(onnx["int8"][1].file)),
+        **{name: (None, b.latency_runs, size_mb(sessions[1].file)) for name, sessions in onnx.items()},
     }
     report = {
         "test_size": len(test),
         "minority_label": cfg.minority_label,
-        "deployed": "student_onnx_int8",  # what `commentclf predict` and `serve` load by default
+        "deployed": deployed,  # what `commentclf predict` and `serve` load by default
         "hardware": {
             **hardware(),
             "text_chars": float(np.mean([len(t) for t in texts])),
@@ -128,7 +139,7 @@ def main(
         },
         "models": {},
     }
-    deployed_tokenizer = onnx["int8"][1].tokenizer
+    deployed_tokenizer = AutoTokenizer.from_pretrained(onnx_dirs[deployed])
     if len(deployed_tokenizer) != len(tokenizer):  # onnx.trim_vocab: how the trimmed vocabulary covers test text
         report["vocab_coverage"] = coverage(tokenizer, deployed_tokenizer, texts, s.prefix)
     console = Console()
@@ -139,7 +150,7 @@ def main(
             if predict is not None:
                 torch.set_num_threads(t)
                 return predict
-            return onnx[name.rsplit("_", 1)[1]][t].predict_proba
+            return onnx[name][t].predict_proba
 
         pred = [labels[i] for i in with_threads(all_threads)(texts).argmax(1)]
         lat = {}
@@ -150,9 +161,14 @@ def main(
         report["models"][name] = model_entry(
             gold, pred, labels, cfg.minority_label, b.bootstrap, cfg.seed, lat, tput, size
         )
+        if name in onnx_dirs:
+            report["models"][name]["serve"] = serve_footprint(onnx_dirs[name], params, texts[0])
         predictions[name] = pred
         console.print(f"{name}: macro-F1 {report['models'][name]['macro_f1']:.3f}, p50 1t {lat['p50_bs1_1t']:.1f} ms")
     torch.set_num_threads(all_threads)
+    for name in onnx:  # the parity gate's measure, on the test texts
+        same = np.mean([a == b for a, b in zip(predictions[name], predictions["student_torch"])])
+        report["models"][name]["agreement_with_torch"] = float(same)
     report["comparisons"] = comparisons(report, predictions, gold, labels, cfg.minority_label, b.bootstrap, cfg.seed)
     write_json(metrics, report)
     log_confusions(live_dir, {name: (gold, pred) for name, pred in predictions.items()})

@@ -85,7 +85,10 @@ def test_comparisons_take_the_best_seed_only_model():
 
     gold = ["a", "b", "a", "b"]
     predictions = {"setfit": ["a", "a", "a", "a"], "seed_only_logreg": ["a", "b", "a", "a"], "student_onnx_int8": gold}
-    report = {"models": {"setfit": {"macro_f1": 0.33}, "seed_only_logreg": {"macro_f1": 0.73}}}
+    report = {
+        "deployed": "student_onnx_int8",
+        "models": {"setfit": {"macro_f1": 0.33}, "seed_only_logreg": {"macro_f1": 0.73}},
+    }
     out = comparisons(report, predictions, gold, ["a", "b"], "b", 100, 0)
     assert out["best_seed_only"] == "seed_only_logreg"
     assert set(out) == {

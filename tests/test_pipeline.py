@@ -32,8 +32,12 @@ MODELS = [
     "ensemble",
     "student_torch",
     "student_onnx_fp32",
-    "student_onnx_int8",
+    "student_onnx_int8_hybrid",  # params.yaml's onnx.scheme: the deployed model
+    "student_onnx_int8_blockwise",  # onnx.compare_schemes
+    "student_onnx_int8_dynamic",
 ]
+DEPLOYED = "student_onnx_int8_hybrid"
+ONNX = MODELS[6:]
 TEACHERS = ["logreg", "tfidf", "spread", "setfit", "llm"]  # the smoke profile runs every kind
 
 
@@ -91,20 +95,52 @@ def test_metrics_are_complete_and_finite(smoke_repo):
     assert synth["generated"] == synth["kept"] + sum(synth["rejected"].values())
     onnx = json.loads((smoke_repo / "metrics/onnx.json").read_text())
     assert onnx["fp32_vs_torch"]["argmax_agreement"] == 1.0
+    assert {k: v["folder"] for k, v in onnx["schemes"].items()} == {
+        "hybrid": "int8",
+        "blockwise": "int8_blockwise",
+        "dynamic": "int8_dynamic",
+    }
+    assert onnx["schemes"]["hybrid"]["deployed"] and onnx["int8_vs_torch"] == onnx["schemes"]["hybrid"]["vs_torch"]
+
+
+def test_the_parity_gate_fails_the_stage_with_the_measured_agreement(smoke_repo, tmp_path):
+    """Each scheme passes the int8 agreement bound or stops the stage saying what it measured; a bound of
+    100 % on the barely trained smoke student exercises whichever happens."""
+    import yaml
+
+    params = yaml.safe_load((smoke_repo / "params.yaml").read_text())
+    params["onnx"] |= {"scheme": "dynamic", "compare_schemes": ["hybrid", "blockwise"], "min_int8_agreement": 1.0}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    cmd = [sys.executable, "stages/onnx_export.py", "--params", str(tmp_path / "params.yaml"), "--split-dir"]
+    cmd += ["data/split", "--student-dir", "models/student", "--out-dir", str(tmp_path / "onnx")]
+    proc = run_cmd([*cmd, "--metrics", str(tmp_path / "onnx.json")], smoke_repo, check=False)
+    report = json.loads((tmp_path / "onnx.json").read_text())  # written before the gate, in both cases
+    agreement = report["schemes"]["dynamic"]["vs_torch"]["argmax_agreement"]
+    assert [report["schemes"][x]["passes_gate"] for x in ("dynamic", "hybrid", "blockwise")] == [
+        report["schemes"][x]["vs_torch"]["argmax_agreement"] == 1.0 for x in ("dynamic", "hybrid", "blockwise")
+    ]
+    if agreement == 1.0:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        message = " ".join(proc.stderr.split())
+        assert f"int8 (dynamic) ONNX agrees with torch on {agreement:.2%}" in message, message
+        assert "below onnx.min_int8_agreement=100%" in message
 
 
 def test_benchmark_json_has_the_agreed_shape(smoke_repo):
     report = json.loads((smoke_repo / "metrics/benchmark.json").read_text())
     keys = {"test_size", "minority_label", "deployed", "vocab_coverage", "hardware", "models", "comparisons"}
-    assert set(report) == keys and report["deployed"] == "student_onnx_int8"
+    assert set(report) == keys and report["deployed"] == DEPLOYED
     assert report["test_size"] == 44
     # onnx.trim_vocab (params.yaml's default): the deployed tokenizer is the trimmed one, and it says so
     assert 0 < report["vocab_coverage"]["token_coverage"] <= 1 and report["vocab_coverage"]["texts"] == 44
     vocab = json.loads((smoke_repo / "metrics/onnx.json").read_text())["vocab"]
     assert vocab["vocab_after"] < vocab["vocab_before"] // 10
     assert list(report["models"]) == MODELS
-    for m in report["models"].values():
-        assert set(m) == {
+    for name, m in report["models"].items():
+        onnx_only = {"agreement_with_torch", "serve"} if name in ONNX else set()
+        assert set(m) == onnx_only | {
             "accuracy",
             "macro_f1",
             "macro_f1_ci",
@@ -119,10 +155,15 @@ def test_benchmark_json_has_the_agreed_shape(smoke_repo):
         }
         assert set(m["latency_ms"]) == {"p50_bs1_1t", "p95_bs1_1t", "p50_bs1", "p95_bs1"}
         assert m["macro_f1_ci"][0] <= m["macro_f1"] <= m["macro_f1_ci"][1] + 1e-9
-    assert "| student_onnx_int8 |" in (smoke_repo / "metrics/benchmark.md").read_text()
+    for name in ONNX:  # `commentclf serve` started on every scheme's folder and answered
+        serve = report["models"][name]["serve"]
+        assert serve["startup_s"] > 0 and 0 < serve["rss_mb"] <= serve["peak_rss_mb"], serve
+        assert 0 <= report["models"][name]["agreement_with_torch"] <= 1
+    table = (smoke_repo / "metrics/benchmark.md").read_text()
+    assert all(f"| {name} |" in table for name in MODELS) and "serve start s" in table
     pairs = report["comparisons"]
-    assert pairs["deployed"] == "student_onnx_int8" and pairs["best_seed_only"] in MODELS[:3]
-    for d in (pairs["student_onnx_int8 - setfit"], pairs[f"student_onnx_int8 - {pairs['best_seed_only']}"]):
+    assert pairs["deployed"] == DEPLOYED and pairs["best_seed_only"] in MODELS[:3]
+    for d in (pairs[f"{DEPLOYED} - setfit"], pairs[f"{DEPLOYED} - {pairs['best_seed_only']}"]):
         assert d["macro_f1_ci"][0] <= d["macro_f1"] <= d["macro_f1_ci"][1]
     for model in MODELS:  # DVCLive's confusion-matrix data: one (actual, predicted) row per test comment
         rows = json.loads((smoke_repo / "dvclive/benchmark/plots/sklearn" / f"{model}.json").read_text())
@@ -156,7 +197,7 @@ def test_dvc_metrics_and_plots_commands(smoke_repo):
     shown = " ".join(plots["data"])
     for curve in ("dvclive/setfit/plots/metrics", "dvclive/llm/plots/metrics", "dvclive/student/plots/metrics"):
         assert curve in shown, shown
-    assert "dvclive/benchmark/plots/sklearn/student_onnx_int8.json" in shown, shown
+    assert f"dvclive/benchmark/plots/sklearn/{DEPLOYED}.json" in shown, shown
 
 
 def test_stage_reports_bad_data_without_traceback(smoke_repo, tmp_path):
@@ -214,7 +255,7 @@ def test_two_point_sweep_with_dvc_exp(smoke_repo):
         metrics = e["data"]["metrics"]
         assert metrics["metrics/llm.json"]["data"]["head"] == e["data"]["params"]["params.yaml"]["data"]["llm"]["head"]
         bench = metrics["metrics/benchmark.json"]["data"]
-        assert math.isfinite(bench["models"]["student_onnx_int8"]["macro_f1"])
+        assert math.isfinite(bench["models"][DEPLOYED]["macro_f1"])
         assert math.isfinite(bench["models"]["llm"]["macro_f1"])
 
 

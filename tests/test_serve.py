@@ -121,3 +121,11 @@ def test_cli_predict_text_and_file(smoke_repo, tmp_path):
         ["commentclf", "predict", "--input", str(tmp_path / "nope.csv"), "--output", "x.csv"], smoke_repo, check=False
     )
     assert bad.returncode == 1 and "file not found" in bad.stderr
+
+
+@pytest.mark.parametrize("folder", ["int8", "int8_blockwise", "int8_dynamic", "fp32"])
+def test_predict_loads_every_onnx_scheme(smoke_repo, folder):
+    """Every exported model folder is self-contained (tokenizer, config, graph): `predict --model` loads it.
+    (`serve` on each is started by the benchmark stage, which records its start-up time and memory.)"""
+    out = run_cmd(["commentclf", "predict", "--model", f"models/onnx/{folder}", "Poutine doit partir."], smoke_repo)
+    assert any(label in out.stdout for label in ("pro_ukraine", "pro_russia", "off_topic")), out.stdout

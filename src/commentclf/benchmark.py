@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import socket
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,7 +78,7 @@ def paired_difference(
 def comparisons(report: dict, predictions: dict[str, list[str]], gold: list[str], labels, minority, n, seed) -> dict:
     """The deployed student (int8 ONNX) against SetFit and against the best seed-only model (the highest
     test macro-F1 among SetFit and the seed_only_* baselines: the strongest comparison, not a tuned one)."""
-    deployed = report.get("deployed", "student_onnx_int8")
+    deployed = report["deployed"]
     seed_only = [m for m in report["models"] if m == "setfit" or m.startswith("seed_only_")]
     if deployed not in predictions or not seed_only:
         return {}
@@ -109,6 +115,46 @@ def throughput(predict_many: Callable[[list[str]], object], texts: list[str], ba
     for i in range(0, len(sample), batch):
         predict_many(sample[i : i + batch])
     return len(sample) / (time.perf_counter() - start)
+
+
+def _rss_mb(pid: int) -> dict:
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    kb = {line.split(":")[0]: int(line.split()[1]) for line in status if line.startswith(("VmRSS", "VmHWM"))}
+    return {"rss_mb": round(kb["VmRSS"] / 1024, 1), "peak_rss_mb": round(kb["VmHWM"] / 1024, 1)}
+
+
+def serve_footprint(model_dir: Path, params: Path, text: str, timeout_s: float = 180) -> dict:
+    """Start `commentclf serve` on a free local port as its own process, as a deployment would: seconds until
+    /health answers (imports + model load), then resident and peak memory after one /predict."""
+    from commentclf import cli  # the command a user runs (imported here so dvc.yaml's deps list it)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", cli.__name__, "serve", "--model", str(model_dir), "--params", str(params)]
+    with tempfile.TemporaryFile() as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen([*cmd, "--port", str(port)], stdout=log, stderr=log)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            while True:
+                if proc.poll() is not None or time.perf_counter() - start > timeout_s:
+                    log.seek(0)
+                    tail = log.read().decode(errors="replace")[-2000:]
+                    raise RuntimeError(f"`commentclf serve --model {model_dir}` did not start:\n{tail}")
+                try:
+                    urllib.request.urlopen(f"{url}/health", timeout=1).read()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            startup_s = time.perf_counter() - start
+            body = json.dumps({"text": text}).encode()
+            request = urllib.request.Request(f"{url}/predict", body, {"Content-Type": "application/json"})
+            urllib.request.urlopen(request, timeout=30).read()
+            return {"startup_s": round(startup_s, 2), **_rss_mb(proc.pid)}
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def hardware() -> dict:
@@ -198,6 +244,30 @@ def markdown(report: dict, labels: list[str], minority: str) -> str:
     lines += ["", "Per-class F1:", "", "| model | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     for name, m in report["models"].items():
         lines.append(f"| {name} | " + " | ".join(f"{m['f1'][label]:.3f}" for label in labels) + " |")
+    deployment = {name: m for name, m in report["models"].items() if "serve" in m}
+    if deployment:
+        torch_m = report["models"].get("student_torch", {})
+        lines += [
+            "",
+            f"ONNX students (deployed: {report['deployed']}), against student_torch "
+            f"({torch_m.get('size_mb', float('nan')):.1f} MB, p50 1 thread "
+            f"{torch_m.get('latency_ms', {}).get('p50_bs1_1t', float('nan')):.1f} ms); agreement = same argmax as "
+            "student_torch on the test texts; serve = `commentclf serve` start-up until /health answers, resident "
+            "and peak memory after one request:",
+            "",
+            "| model | size MB | × smaller | p50 ms 1 thread | × faster | p50 ms all threads | comments/s | macro-F1 "
+            "| agreement | serve start s | serve RSS / peak MB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, m in deployment.items():
+            p50 = m["latency_ms"]["p50_bs1_1t"]
+            lines.append(
+                f"| {name} | {m['size_mb']:.1f} | {torch_m.get('size_mb', float('nan')) / m['size_mb']:.1f} "
+                f"| {p50:.1f} | {torch_m.get('latency_ms', {}).get('p50_bs1_1t', float('nan')) / p50:.2f} "
+                f"| {m['latency_ms']['p50_bs1']:.1f} | {m['throughput_per_s']:.1f} | {m['macro_f1']:.3f} "
+                f"| {m['agreement_with_torch']:.3f} | {m['serve']['startup_s']:.1f} "
+                f"| {m['serve']['rss_mb']:.0f} / {m['serve']['peak_rss_mb']:.0f} |"
+            )
     pairs = {k: v for k, v in report.get("comparisons", {}).items() if isinstance(v, dict)}
     if pairs:
         lines += [

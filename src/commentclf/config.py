@@ -273,14 +273,21 @@ class OnnxConfig(Section):
     opset: int = Field(ge=14)
     """ONNX opset (>= 18 for BERT with this stack)."""
     optimization_level: Literal["O1", "O2", "O3"]
-    """ORT graph optimisation level (O4 is fp16 for GPU and not offered)."""
-    scheme: Literal["blockwise", "dynamic"]
-    """How MatMul weights become int8. `blockwise`: ORT's MatMulNBits, 8-bit weights with a scale per block
-    of `block_size` inputs, activations quantised per block at run time (accuracy level 4, int8 kernels).
-    `dynamic`: the classic quantize_dynamic (per-channel weights, one scale per activation tensor), as
-    optimum's AutoQuantizationConfig.avx512_vnni/avx2 would: faster, but one scale per activation tensor
-    flips far more argmaxes of a student with small margins (docs/design.md). Gather (the embedding
-    table) is quantised by quantize_dynamic in both schemes."""
+    """ORT graph optimisation level (O4 is fp16 for GPU and not offered). From O2 on, attention fuses into one
+    com.microsoft Attention operator whose query/key/value weights no scheme here quantises; at O1 they stay
+    MatMuls and become int8 like the rest."""
+    scheme: Literal["hybrid", "blockwise", "dynamic"]
+    """How MatMul weights become int8 in the deployed model (`models/onnx/int8`, gated by
+    `min_int8_agreement`). `dynamic`: the classic quantize_dynamic (per-channel weights, one scale per
+    activation tensor, int8 kernels), as optimum's AutoQuantizationConfig.avx512_vnni/avx2 would: the fastest,
+    but one scale for the outlier-heavy feed-forward activations flips argmaxes of a student with small
+    margins. `blockwise`: ORT's MatMulNBits everywhere, 8-bit weights with a scale per block of `block_size`
+    inputs, activations quantised per block at run time: accurate, slower kernels. `hybrid`: blockwise for the
+    feed-forward output projections only, dynamic for every other MatMul (docs/design.md). Gather (the
+    embedding table) is quantised by quantize_dynamic in every scheme."""
+    compare_schemes: list[Literal["hybrid", "blockwise", "dynamic"]]
+    """Further schemes built beside the deployed one (`models/onnx/int8_<scheme>`) and benchmarked under
+    their own names, with their agreement reported but not gated: the scheme table of the benchmark."""
     block_size: int = Field(ge=16)
     """Inputs per scale in the blockwise scheme (a power of two)."""
     isa: Literal["auto", "avx512_vnni", "avx2"]

@@ -1,8 +1,8 @@
 """ONNX deployment of the student: optimum export (fp32) -> ORT graph optimisation -> int8.
 
 Quantisation includes Gather: for XLM-R vocabularies most of the file is the 250k-row embedding table, and
-quantising only MatMul leaves it in fp32 (the file barely shrinks). MatMul is quantised block-wise by
-default (see `quantize`); the classic dynamic scheme targets avx512_vnni where the CPU has it, avx2 elsewhere.
+quantising only MatMul leaves it in fp32 (the file barely shrinks). How MatMul becomes int8 is the scheme
+(`quantize`); the dynamic kernels target avx512_vnni where the CPU has it, avx2 elsewhere.
 """
 
 from __future__ import annotations
@@ -58,23 +58,45 @@ def optimize(fp32_dir: Path, out_dir: Path, level: str) -> Path:
     return out_dir / "model_optimized.onnx"
 
 
-def quantize(opt_dir: Path, file_name: str, out_dir: Path, cfg: OnnxConfig) -> tuple[Path, str]:
-    """int8 of the optimised graph; returns the file and the instruction set the kernels target.
+def ffn_output_matmuls(model, intermediate_size: int) -> list[str]:
+    """The MatMuls that read the feed-forward activations (their weight has `intermediate_size` input rows).
 
-    Gather (and MatMul in the `dynamic` scheme) go through onnxruntime's quantize_dynamic, set up as
+    Those activations (after GELU) carry the outliers of BERT-like models: one scale for a whole activation
+    tensor, as dynamic quantisation gives, costs the small channels their precision there and nowhere else
+    as much (docs/design.md). Found by weight shape, not node name, so any BERT-like export qualifies."""
+    weights = {w.name: tuple(w.dims) for w in model.graph.initializer}
+    return [
+        node.name
+        for node in model.graph.node
+        if node.op_type == "MatMul"
+        and len(weights.get(node.input[1], ())) == 2
+        and weights[node.input[1]][0] == intermediate_size
+    ]
+
+
+def quantize(
+    opt_dir: Path, file_name: str, out_dir: Path, cfg: OnnxConfig, scheme: str | None = None
+) -> tuple[Path, str]:
+    """int8 of the optimised graph with `scheme` (default `cfg.scheme`); returns the file and the instruction
+    set the kernels target.
+
+    Gather (and the MatMuls the scheme gives it) go through onnxruntime's quantize_dynamic, set up as
     optimum's AutoQuantizationConfig.{avx512_vnni, avx2}(is_static=False) would (int8 symmetric weights,
-    uint8 activations, reduce_range on avx2). We call onnxruntime directly because the O2 graph holds fused
-    com.microsoft operators whose output types its shape inference cannot find, and only the direct call
-    lets us pass DefaultTensorType (optimum's ORTQuantizer does not).
+    uint8 activations, reduce_range on avx2). We call onnxruntime directly because fused com.microsoft
+    operators have output types its shape inference cannot find, and only the direct call lets us pass
+    DefaultTensorType (optimum's ORTQuantizer does not).
 
-    In the `blockwise` scheme MatMul becomes MatMulNBits (8 bits, one scale per `block_size` inputs,
-    accuracy level 4 = int8 compute with activations quantised per block). Dynamic quantisation gives a
-    whole activation tensor one scale, and the outliers of BERT activations then cost the small channels
-    their precision: a student with small class margins flips argmaxes (docs/design.md).
+    Block-wise MatMuls become MatMulNBits (8 bits, one scale per `block_size` inputs, accuracy level 4 =
+    int8 compute with activations quantised per block): slower kernels than dynamic int8, but no single
+    scale for a whole activation tensor. `hybrid` uses them only for the feed-forward output projections
+    (`ffn_output_matmuls`), where that matters, and the fast dynamic kernels everywhere else.
     """
+    import json
+
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    scheme = scheme or cfg.scheme
     isa, operators = cfg.isa, cfg.operators
     if isa == "auto":
         isa = "avx512_vnni" if cpu_has_avx512_vnni() else "avx2"
@@ -83,9 +105,14 @@ def quantize(opt_dir: Path, file_name: str, out_dir: Path, cfg: OnnxConfig) -> t
         if extra.is_file() and extra.suffix != ".onnx":
             shutil.copy2(extra, out_dir / extra.name)
     target = out_dir / "model_quantized.onnx"
-    blockwise = cfg.scheme == "blockwise" and "MatMul" in operators
-    dynamic_ops = [op for op in operators if not (blockwise and op == "MatMul")]
     source = opt_dir / file_name
+    quantize_matmul = "MatMul" in operators
+    blockwise = quantize_matmul and scheme in ("blockwise", "hybrid")
+    dynamic_ops = [op for op in operators if not (scheme == "blockwise" and op == "MatMul")]
+    exclude = []
+    if scheme == "hybrid" and quantize_matmul:
+        intermediate = json.loads((opt_dir / "config.json").read_text())["intermediate_size"]
+        exclude = ffn_output_matmuls(onnx.load(source, load_external_data=False), intermediate)
     if dynamic_ops:
         quantize_dynamic(
             source,
@@ -94,6 +121,7 @@ def quantize(opt_dir: Path, file_name: str, out_dir: Path, cfg: OnnxConfig) -> t
             per_channel=cfg.per_channel,
             reduce_range=isa == "avx2",
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
             extra_options={"WeightSymmetric": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
         )
         source = target
@@ -104,7 +132,8 @@ def quantize(opt_dir: Path, file_name: str, out_dir: Path, cfg: OnnxConfig) -> t
         )
 
         settings = dict(block_size=cfg.block_size, is_symmetric=True, accuracy_level=4, bits=8)
-        # MatMul only: `operators` decides about Gather (the quantizer would otherwise take it too).
+        # MatMul only (the quantizer would otherwise take Gather too); in `hybrid` the MatMuls left in float
+        # after the dynamic pass are exactly the feed-forward outputs.
         quantizer = MatMulNBitsQuantizer(
             onnx.load(source),
             **settings,

@@ -1,8 +1,13 @@
 """The exported student at inference time: an onnxruntime session and its tokenizer, used by the benchmark,
-`commentclf predict` and `commentclf serve`."""
+`commentclf predict` and `commentclf serve`.
+
+Only onnxruntime, `tokenizers` and numpy are imported: transformers would pull in torch, which a deployed
+model never runs (it multiplies `serve`'s start-up time and resident memory). The folder's tokenizer.json is
+the same fast tokenizer transformers would load; padding and truncation are set here as its call would."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +18,7 @@ class OnnxClassifier:
 
     def __init__(self, path: str | Path, threads: int | None = None, max_length: int = 512, prefix: str = "query: "):
         import onnxruntime as ort
-        from transformers import AutoConfig, AutoTokenizer
+        from tokenizers import Tokenizer
 
         path = Path(path)
         folder = path.parent if path.suffix == ".onnx" else path
@@ -24,25 +29,32 @@ class OnnxClassifier:
             options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        config = AutoConfig.from_pretrained(folder)
-        self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        pad = json.loads((folder / "tokenizer_config.json").read_text()).get("pad_token", "<pad>")
+        pad = pad["content"] if isinstance(pad, dict) else pad
+        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id(pad), pad_token=pad)
+        id2label = json.loads((folder / "config.json").read_text())["id2label"]
+        self.labels = [id2label[str(i)] for i in range(len(id2label))]
         self.max_length = max_length
         self.prefix = prefix
         self.file = file
 
+    def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """The model's inputs for `texts`: ids, attention mask (and token types where the graph takes them)."""
+        encodings = self.tokenizer.encode_batch([self.prefix + t for t in texts])
+        feed = {
+            "input_ids": [e.ids for e in encodings],
+            "attention_mask": [e.attention_mask for e in encodings],
+            "token_type_ids": [e.type_ids for e in encodings],
+        }
+        return {k: np.array(v, dtype=np.int64) for k, v in feed.items() if k in self.inputs}
+
     def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         out = []
         for start in range(0, len(texts), batch_size):
-            enc = self.tokenizer(
-                [self.prefix + t for t in texts[start : start + batch_size]],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="np",
-            )
-            feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self.inputs}
-            logits = self.session.run(["logits"], feed)[0].astype(np.float64)
+            logits = self.session.run(["logits"], self.encode(texts[start : start + batch_size]))[0]
+            logits = logits.astype(np.float64)
             logits -= logits.max(1, keepdims=True)
             p = np.exp(logits)
             out.append(p / p.sum(1, keepdims=True))
