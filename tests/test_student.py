@@ -134,7 +134,13 @@ def test_onnx_export_quantise_and_parity(student, tmp_path, scheme, kernels):
         nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
         assert len(nbits) == model.config.num_hidden_layers and all("output/dense" in n.name for n in nbits)
     ref = predict_proba(model, tok, TEXTS, "query: ", 32)
-    p32 = OnnxClassifier(fp32, max_length=32).predict_proba(TEXTS)
+    onnx32 = OnnxClassifier(fp32, max_length=32)
+    p32 = onnx32.predict_proba(TEXTS)
+    # its tokenizer (tokenizers alone, no transformers) encodes as the transformers one does, truncation included
+    odd = TEXTS + ["", "😀 日本語", "mot " * 200]
+    hf = tok(["query: " + t for t in odd], padding=True, truncation=True, max_length=32, return_tensors="np")
+    for name, ids in onnx32.encode(odd).items():
+        assert np.array_equal(ids, hf[name]), name
     assert parity(ref, p32)["argmax_agreement"] == 1.0 and parity(ref, p32)["max_prob_diff"] < 1e-3
     tok.save_pretrained(tmp_path / "int8")
     p8 = OnnxClassifier(tmp_path / "int8", threads=1, max_length=32).predict_proba(TEXTS)
