@@ -117,6 +117,14 @@ def test_cli_predict_text_and_file(smoke_repo, tmp_path):
     out = pl.read_csv(tmp_path / "out.csv")
     assert out["id"].to_list() == [1, 2, 3] and out["label"].is_null().to_list() == [False, True, False]
     assert {"score_pro_ukraine", "score_pro_russia", "score_off_topic"} <= set(out.columns)
+    parts = tmp_path / "parts"  # a folder: parquet parts and a manifest, kept for resuming
+    run_cmd(
+        ["commentclf", "predict", "--input", str(tmp_path / "in.csv"), "--output", str(parts), "--part-rows", "2"],
+        smoke_repo,
+    )
+    assert sorted(p.name for p in parts.iterdir()) == ["manifest.json", "part-000000.parquet", "part-000001.parquet"]
+    streamed = pl.read_parquet(sorted(parts.glob("*.parquet")))
+    assert streamed["id"].to_list() == ["1", "2", "3"] and streamed["label"].to_list() == out["label"].to_list()
     bad = run_cmd(
         ["commentclf", "predict", "--input", str(tmp_path / "nope.csv"), "--output", "x.csv"], smoke_repo, check=False
     )

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -84,22 +83,28 @@ def exp(
 @user_errors_exit
 def predict(
     text: str = typer.Argument(None, help="a comment to classify"),
-    input: Path = typer.Option(None, "--input", help="CSV or parquet file to label"),
-    output: Path = typer.Option(None, "--output", help="where to write the labelled CSV"),
+    input: Path = typer.Option(None, "--input", help="CSV or parquet file to label (any size: read in batches)"),
+    output: Path = typer.Option(
+        None, "--output", help="a folder of parquet parts + manifest, or one .csv / .parquet file"
+    ),
     text_column: str = typer.Option("text", help="text column of --input"),
+    id_column: str = typer.Option("id", help="id column of --input; the row number where there is none"),
     model: Path = typer.Option(Path("models/onnx/int8"), help="ONNX student folder"),
     params: Path = typer.Option(Path("params.yaml"), help="for the student's prefix and max_length"),
-    batch_size: int = typer.Option(64, min=1),
+    batch_size: int = typer.Option(64, min=1, help="texts per model call"),
+    part_rows: int = typer.Option(10_000, min=1, help="input rows per output part (the unit of resuming)"),
 ) -> None:
-    """Label one text, or a file in batches, with the int8 ONNX student."""
-    import polars as pl
-    from rich.progress import track
+    """Label one text, or a file with the ONNX student. A file is streamed in constant memory into parquet
+    parts; rerun the same command after a crash and it goes on from the last finished part."""
+    import shutil
 
-    from commentclf.data import read_table
+    from rich.progress import Progress
+
     from commentclf.onnx_model import OnnxClassifier
+    from commentclf.streaming import export_output, label_file
 
     if (text is None) == (input is None):
-        raise DataError("give either a TEXT argument or --input FILE (with --output FILE)")
+        raise DataError("give either a TEXT argument or --input FILE (with --output)")
     cfg = load_params(params)
     if not model.is_dir():
         raise DataError(f"{model}: no ONNX student here; run `dvc repro onnx_export` first")
@@ -115,23 +120,22 @@ def predict(
         return
     if output is None:
         raise DataError("--input needs --output")
-    df = read_table(input)
-    if text_column not in df.columns:
-        raise DataError(f"{input}: missing column {text_column!r} (columns found: {df.columns})")
-    texts = ["" if t is None else t for t in df[text_column].to_list()]
-    blank = [not t.strip() for t in texts]
-    probs = []
-    for start in track(range(0, len(texts), batch_size), description=f"labelling {len(texts)} rows"):
-        probs.append(clf.predict_proba([t if t.strip() else "." for t in texts[start : start + batch_size]]))
-    proba = np.concatenate(probs) if probs else np.zeros((0, len(clf.labels)))
-    # an empty text gets no label, not a guess
-    labels = [None if empty else clf.labels[i] for i, empty in zip(proba.argmax(1), blank)]
-    df = df.with_columns(
-        pl.Series("label", labels, dtype=pl.String),
-        *(pl.Series(f"score_{label}", proba[:, j]) for j, label in enumerate(clf.labels)),
+    one_file = output.suffix.lower() in (".csv", ".parquet")
+    parts_dir = output.with_name(output.name + ".parts") if one_file else output
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"labelling {input}", total=None)
+
+        def advance(part: dict, total: int) -> None:
+            progress.update(task, total=total, completed=part["first_row"] + part["rows"])
+
+        manifest = label_file(clf, input, parts_dir, text_column, id_column, part_rows, batch_size, advance)
+    if one_file:
+        export_output(parts_dir, output)
+        shutil.rmtree(parts_dir)
+    console.print(
+        f"wrote {output}: {manifest['rows']} rows in {len(manifest['parts'])} parts "
+        f"({manifest['unlabelled']} empty texts left unlabelled)"
     )
-    df.write_csv(output)
-    console.print(f"wrote {output}: {len(df)} rows ({sum(blank)} empty texts left unlabelled)")
 
 
 @app.command()

@@ -36,14 +36,19 @@ def normalize_text(text: str) -> str:
     return unicodedata.normalize("NFC", text).strip()
 
 
-def read_table(path: str | Path) -> pl.DataFrame:
-    """Read a CSV (UTF-8) or parquet file with every column as text; errors name the file."""
-    path = Path(path)
+def _table_suffix(path: Path) -> str:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".pq", ".csv", ".tsv", ".txt"):
         raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv, .tsv or .parquet)")
+    return suffix
+
+
+def read_table(path: str | Path) -> pl.DataFrame:
+    """Read a CSV (UTF-8) or parquet file with every column as text; errors name the file."""
+    path = Path(path)
+    suffix = _table_suffix(path)
     if suffix in (".parquet", ".pq"):
         try:
             df = pl.read_parquet(path)
@@ -55,9 +60,34 @@ def read_table(path: str | Path) -> pl.DataFrame:
         # a blank line stays a row (of nulls), dropped later and counted, never lost without a trace.
         return pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema=False)
     except pl.exceptions.ComputeError as err:
-        if "utf-8" in str(err).lower():
-            raise DataError(f"{path}: not valid UTF-8 ({err}); re-save the file as UTF-8") from None
-        raise DataError(f"{path}: malformed CSV: {str(err).splitlines()[0]}") from None
+        raise _csv_error(path, err) from None
+
+
+def _csv_error(path: Path, err: Exception) -> DataError:
+    if "utf-8" in str(err).lower():
+        return DataError(f"{path}: not valid UTF-8 ({err}); re-save the file as UTF-8")
+    return DataError(f"{path}: malformed CSV: {str(err).splitlines()[0]}")
+
+
+def scan_table(path: str | Path) -> pl.LazyFrame:
+    """`read_table` for files of any size: a lazy scan (every column as text) that polars' streaming engine
+    reads in batches. Errors that only show while reading (bad UTF-8, malformed rows) surface as the batches
+    are read; `table_read_error` turns them into the same DataError."""
+    path = Path(path)
+    suffix = _table_suffix(path)
+    try:
+        if suffix in (".parquet", ".pq"):
+            scan = pl.scan_parquet(path)
+            return scan.with_columns(pl.all().cast(pl.String))
+        return pl.scan_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema=False)
+    except Exception as err:
+        raise table_read_error(path, err) from None
+
+
+def table_read_error(path: Path, err: Exception) -> DataError:
+    if isinstance(err, pl.exceptions.ComputeError) and path.suffix.lower() not in (".parquet", ".pq"):
+        return _csv_error(path, err)
+    return DataError(f"{path}: cannot read file ({type(err).__name__}: {err})")
 
 
 def _require_columns(df: pl.DataFrame, path: str | Path, columns: list[str]) -> None:

@@ -7,10 +7,20 @@ the same fast tokenizer transformers would load; padding and truncation are set 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
+
+
+def model_version(model_path: Path) -> str:
+    """Short content hash of an ONNX file: tells which model answered (serve) or labelled (predict)."""
+    digest = hashlib.sha256()
+    with open(model_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
 
 
 class OnnxClassifier:

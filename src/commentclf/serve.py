@@ -13,7 +13,6 @@ loads once, at start-up.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -94,15 +93,6 @@ class Prediction(BaseModel):
     scores: dict[str, float]
 
 
-def model_version(model_path: Path) -> str:
-    """Short content hash of the served ONNX file: tells which model answered."""
-    digest = hashlib.sha256()
-    with open(model_path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:12]
-
-
 def create_app(
     model_dir: str | Path = "models/onnx/int8",
     max_length: int = 128,
@@ -111,7 +101,7 @@ def create_app(
 ):
     from fastapi import FastAPI
 
-    from commentclf.onnx_model import OnnxClassifier
+    from commentclf.onnx_model import OnnxClassifier, model_version
 
     model = OnnxClassifier(model_dir, threads=threads, max_length=max_length, prefix=prefix)
     version = model_version(model.file)

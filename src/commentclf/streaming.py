@@ -1,0 +1,172 @@
+"""Label a file of any size with the ONNX student in constant memory, resumably (`commentclf predict --input`).
+
+The input is read in batches by polars' streaming engine; every `part_rows` input rows become one parquet
+part, written under a temporary name and renamed when complete, and a small manifest records the finished
+parts. A run that is killed leaves finished parts and a manifest that names them; the same command again
+skips them and goes on from the first unfinished row. The manifest also records what the parts came from
+(the input's size and modification time, the model's content hash, the settings): output written from
+another input or model is refused, never mixed in.
+
+Rows keep their input order and every input column; `id` is the input's id column, or the row number
+(0-based) where the input has none. Empty or missing texts get no label (null label and scores), counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from commentclf.data import scan_table, table_read_error
+from commentclf.errors import DataError
+from commentclf.onnx_model import model_version
+
+MANIFEST = "manifest.json"
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:06d}.parquet"
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)  # a reader sees the old file or the whole new one, never half of one
+
+
+def _write_manifest(out_dir: Path, manifest: dict) -> None:
+    _write_atomic(out_dir / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
+
+
+def _parts(scan: pl.LazyFrame, start: int, part_rows: int, path: Path) -> Iterator[pl.DataFrame]:
+    """Input rows from `start` on, `part_rows` at a time (the last part may be shorter), with their row number."""
+    rows = scan.with_row_index("__row").slice(start)
+    pending: list[pl.DataFrame] = []
+    size = 0
+    try:
+        for batch in rows.collect_batches(chunk_size=min(part_rows, 10_000)):
+            pending.append(batch)
+            size += len(batch)
+            while size >= part_rows:
+                merged = pl.concat(pending)
+                yield merged.head(part_rows)
+                rest = merged.slice(part_rows)
+                pending, size = [rest], len(rest)
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise table_read_error(path, err) from None
+    if size:
+        yield pl.concat(pending)
+
+
+def label_part(clf, df: pl.DataFrame, text_column: str, id_column: str, batch_size: int) -> pl.DataFrame:
+    """One part: the input rows with `id`, `label` and one `score_<label>` column per label."""
+    texts = [t or "" for t in df[text_column].to_list()]
+    filled = [i for i, t in enumerate(texts) if t.strip()]
+    proba = np.full((len(texts), len(clf.labels)), np.nan)
+    if filled:
+        proba[filled] = clf.predict_proba([texts[i] for i in filled], batch_size=batch_size)
+    labels = [None] * len(texts)
+    for i in filled:
+        labels[i] = clf.labels[int(proba[i].argmax())]
+    if id_column not in df.columns:
+        df = df.with_columns(pl.col("__row").cast(pl.Int64).alias(id_column))
+    return df.drop("__row").with_columns(
+        pl.Series("label", labels, dtype=pl.String),
+        *(pl.Series(f"score_{label}", proba[:, j]).fill_nan(None) for j, label in enumerate(clf.labels)),
+    )
+
+
+def label_file(
+    clf,
+    input: Path,
+    out_dir: Path,
+    text_column: str = "text",
+    id_column: str = "id",
+    part_rows: int = 10_000,
+    batch_size: int = 64,
+    on_part: Callable[[dict, int], None] | None = None,
+) -> dict:
+    """Label `input` into parquet parts under `out_dir`, resuming from its manifest; returns the manifest.
+    `on_part(part, total_rows)` is called after each part is written (progress)."""
+    scan = scan_table(input)
+    try:
+        columns = scan.collect_schema().names()
+    except Exception as err:
+        raise table_read_error(input, err) from None
+    if text_column not in columns:
+        raise DataError(f"{input}: missing column {text_column!r} (columns found: {columns})")
+    stat = input.stat()
+    source = {
+        "input": str(input.resolve()),
+        "input_bytes": stat.st_size,
+        "input_mtime_ns": stat.st_mtime_ns,
+        "model_version": model_version(clf.file),
+        "text_column": text_column,
+        "id_column": id_column,
+        "part_rows": part_rows,
+    }
+    manifest = {"source": source, "parts": [], "complete": False}
+    if (out_dir / MANIFEST).is_file():
+        previous = json.loads((out_dir / MANIFEST).read_text())
+        if previous["source"] != source:
+            changed = sorted(k for k in source if previous["source"].get(k) != source[k])
+            raise DataError(
+                f"{out_dir} holds output of another run (different {', '.join(changed)}); "
+                "give another --output or delete it"
+            )
+        manifest = previous
+    elif out_dir.exists() and any(out_dir.iterdir()):
+        raise DataError(f"{out_dir} exists and is not a predict output (no {MANIFEST}); give another --output")
+    for part in manifest["parts"]:
+        if not (out_dir / part["file"]).is_file():
+            raise DataError(f"{out_dir}: {part['file']} is in the manifest but missing; delete the folder to redo")
+    if manifest["complete"]:
+        return manifest
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = sum(p["rows"] for p in manifest["parts"])
+    total = scan.select(pl.len()).collect().item()
+    parts = _parts(scan, start, part_rows, input)
+    if total == 0:  # a header-only file still gives an output (one empty part) with the output's columns
+        parts = iter([scan.with_row_index("__row").head(0).collect()])
+    for df in parts:
+        labelled = label_part(clf, df, text_column, id_column, batch_size)
+        part = {
+            "file": part_name(len(manifest["parts"])),
+            "first_row": start,
+            "rows": len(df),
+            "unlabelled": labelled["label"].null_count(),
+        }
+        _write_atomic(out_dir / part["file"], labelled.write_parquet)
+        manifest["parts"].append(part)
+        _write_manifest(out_dir, manifest)
+        start += len(df)
+        if on_part:
+            on_part(part, total)
+    manifest["rows"] = sum(p["rows"] for p in manifest["parts"])
+    manifest["unlabelled"] = sum(p["unlabelled"] for p in manifest["parts"])
+    if manifest["rows"] != total:
+        raise DataError(f"{input}: read {manifest['rows']} rows but the file has {total}; was it changed?")
+    manifest["complete"] = True
+    _write_manifest(out_dir, manifest)
+    return manifest
+
+
+def read_output(out_dir: Path) -> pl.LazyFrame:
+    """The labelled rows of a finished `label_file`, in input order (its parts, in order)."""
+    manifest = json.loads((out_dir / MANIFEST).read_text())
+    if not manifest["complete"]:
+        raise DataError(f"{out_dir}: unfinished; run the same predict command again to complete it")
+    return pl.scan_parquet([out_dir / p["file"] for p in manifest["parts"]])
+
+
+def export_output(out_dir: Path, target: Path) -> None:
+    """Write a finished output as one CSV or parquet file, streamed (constant memory)."""
+    lazy = read_output(out_dir)
+    if target.suffix.lower() == ".csv":
+        _write_atomic(target, lambda p: lazy.sink_csv(p))
+    else:
+        _write_atomic(target, lambda p: lazy.sink_parquet(p))
