@@ -16,26 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from commentclf.config import LLMConfig
-from commentclf.files import canonical_json
+from commentclf.llm.backend import load_tokenizer, save_adapter, train_report, weight_kwargs
 
 
 def load_head_base(model_name: str, labels: list[str], quantize: str):
     """(model, tokenizer): the causal LM's body with a fresh `score` layer over `labels`."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForSequenceClassification
 
-    tokenizer = AutoTokenizer.from_pretrained(model_name)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(model_name)
     cuda = torch.cuda.is_available()
-    kwargs = {"dtype": torch.bfloat16 if cuda else torch.float32}
-    if quantize == "4bit":
-        kwargs = {
-            "dtype": torch.bfloat16,
-            "quantization_config": BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
-            ),
-        }
+    kwargs = weight_kwargs(quantize)
     model = AutoModelForSequenceClassification.from_pretrained(
         model_name,
         num_labels=len(labels),
@@ -112,34 +103,15 @@ def finetune_head(
     start = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - start
-    trainer.model.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
-    canonical_json(out_dir / "adapter_config.json", sorted_lists=("target_modules", "modules_to_save"))
-    (out_dir / "commentclf.json").write_text(
-        json.dumps(
-            {
-                "head": "classifier",
-                "base_model": model_name,
-                "labels": label_names,
-                "quantize": cfg.quantize,
-                "max_length": cfg.max_length,
-            },
-            ensure_ascii=False,
-            indent=2,
-        )
-    )
-    curve = [
-        {"step": h["step"], "loss": h["loss"], "learning_rate": h["learning_rate"]}
-        for h in trainer.state.log_history
-        if "loss" in h
-    ]
-    report = {
-        "train_seconds": round(seconds, 1),
-        "train_rows": len(texts),
-        "steps": result.global_step,
-        "first_loss": curve[0]["loss"] if curve else None,
-        "last_loss": curve[-1]["loss"] if curve else None,
+    meta = {
+        "head": "classifier",
+        "base_model": model_name,
+        "labels": label_names,
+        "quantize": cfg.quantize,
+        "max_length": cfg.max_length,
     }
+    curve = save_adapter(trainer, tokenizer, out_dir, meta, sorted_lists=("target_modules", "modules_to_save"))
+    report = train_report(curve, seconds, len(texts), result.global_step)
     return report, curve
 
 

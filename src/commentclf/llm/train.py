@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from commentclf.config import LLMConfig
-from commentclf.files import canonical_json
-from commentclf.llm.backend import load_base
+from commentclf.llm.backend import load_base, save_adapter, train_report
 from commentclf.llm.tokens import PromptTokens
 from commentclf.prompts import ClassificationPrompt
 
@@ -131,34 +129,15 @@ def finetune(
     start = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - start
-    trainer.model.save_pretrained(str(out_dir))  # a PeftModel saves the adapter only
-    tokenizer.save_pretrained(str(out_dir))
-    canonical_json(out_dir / "adapter_config.json", sorted_lists=("target_modules",))
-    (out_dir / "commentclf.json").write_text(
-        json.dumps(
-            {
-                "base_model": model_name,
-                "labels": label_names,
-                "answers": words,
-                "quantize": cfg.quantize,  # an adapter trained on a 4-bit base is scored on a 4-bit base
-                "max_length": cfg.max_length,
-                "prompt_prefix": prompt.prefix,
-                "prompt_suffix": prompt.suffix,
-            },
-            ensure_ascii=False,
-            indent=2,
-        )
-    )
-    curve = [
-        {"step": h["step"], "loss": h["loss"], "learning_rate": h["learning_rate"]}
-        for h in trainer.state.log_history
-        if "loss" in h
-    ]
-    report = {
-        "train_seconds": round(seconds, 1),
-        "train_rows": len(texts),
-        "steps": result.global_step,
-        "first_loss": curve[0]["loss"] if curve else None,
-        "last_loss": curve[-1]["loss"] if curve else None,
+    meta = {
+        "base_model": model_name,
+        "labels": label_names,
+        "answers": words,
+        "quantize": cfg.quantize,  # an adapter trained on a 4-bit base is scored on a 4-bit base
+        "max_length": cfg.max_length,
+        "prompt_prefix": prompt.prefix,
+        "prompt_suffix": prompt.suffix,
     }
+    curve = save_adapter(trainer, tokenizer, out_dir, meta, sorted_lists=("target_modules",))
+    report = train_report(curve, seconds, len(texts), result.global_step)
     return report, curve
