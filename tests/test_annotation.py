@@ -19,6 +19,7 @@ from commentclf.annotation import (
     tasks,
 )
 from commentclf.errors import DataError
+from conftest import section
 
 LABELS = ["pro_ukraine", "pro_russia", "off_topic"]
 
@@ -38,9 +39,9 @@ def test_minority_picks_the_nearest_neighbours_the_model_is_unsure_of():
     embeddings = unit([[1, 0.05, 0], [1, 0.1, 0], [0, 1, 0], [1, 0.3, 0], [0, 0, 1]])
     proba = np.array([[0.2, 0.75, 0.05], [0.98, 0.01, 0.01], [0.4, 0.3, 0.3], [0.5, 0.3, 0.2], [0.4, 0.3, 0.3]])
     # row 1 is as near as row 0 but the model is already sure of it (0.98 >= 0.9): left out
-    assert by_minority(proba, embeddings, minority, 1, 3, confident=0.9).tolist() == [0, 3, 2]
+    assert by_minority(proba, embeddings, minority, 3, confident=0.9).tolist() == [0, 3, 2]
     with pytest.raises(DataError, match="minority"):
-        by_minority(proba, embeddings, minority[:0], 1, 3, confident=0.9)
+        by_minority(proba, embeddings, minority[:0], 3, confident=0.9)
 
 
 def test_diverse_takes_one_per_cluster():
@@ -58,15 +59,17 @@ def test_suggest_mixed_never_picks_twice_and_says_who_picked():
         proba=rng.dirichlet([1, 1, 1], 50),
         embeddings=unit(rng.normal(size=(50, 4))),
         minority_embeddings=unit(rng.normal(size=(3, 4))),
-        minority=1,
     )
-    picks, by = suggest(data, "mixed", 10, {"minority": 0.5, "diverse": 0.3}, confident=0.99, pool_factor=3, seed=0)
+    cfg = section("suggest", strategy="mixed", batch_size=10, shares={"minority": 0.5, "diverse": 0.3})
+    cfg = cfg.model_copy(update={"confident": 0.99, "diverse_pool_factor": 3})
+    picks, by = suggest(data, cfg, seed=0)
     assert len(picks) == 10 == len(set(picks.tolist()))
     assert by == ["minority"] * 5 + ["diverse"] * 3 + ["margin"] * 2
-    random1, _ = suggest(data, "random", 10, {}, 0.9, 3, seed=0)
-    random2, _ = suggest(data, "random", 10, {}, 0.9, 3, seed=0)
-    assert random1.tolist() == random2.tolist()
-    assert len(suggest(data, "margin", 500, {}, 0.9, 3, 0)[0]) == 50  # at most the candidates there are
+    random = cfg.model_copy(update={"strategy": "random"})
+    assert suggest(data, random, seed=0)[0].tolist() == suggest(data, random, seed=0)[0].tolist()
+    assert suggest(data, random, seed=0)[0].tolist() != suggest(data, random, seed=1)[0].tolist()
+    everything = cfg.model_copy(update={"strategy": "margin", "batch_size": 500})
+    assert len(suggest(data, everything, seed=0)[0]) == 50  # at most the candidates there are
 
 
 def test_label_studio_files_validate():

@@ -22,6 +22,7 @@ STAGES = [
     "seed_only",
     "e5_train",
     "onnx_export",
+    "suggest",
     "benchmark",
 ]
 MODELS = [
@@ -78,7 +79,20 @@ def test_every_stage_ran_and_wrote_its_outputs(smoke_repo):
 
 
 def test_metrics_are_complete_and_finite(smoke_repo):
-    for name in ("data", "assets", "setfit", "synth", "llm", "label", "seed_only", "student", "onnx", "benchmark"):
+    names = (
+        "data",
+        "assets",
+        "setfit",
+        "synth",
+        "llm",
+        "label",
+        "seed_only",
+        "student",
+        "onnx",
+        "suggest",
+        "benchmark",
+    )
+    for name in names:
         metrics = json.loads((smoke_repo / "metrics" / f"{name}.json").read_text())
         for path, value in numbers(metrics):
             assert math.isfinite(value), f"{name}.json{path} = {value}"
@@ -101,6 +115,57 @@ def test_metrics_are_complete_and_finite(smoke_repo):
         "dynamic": "int8_dynamic",
     }
     assert onnx["schemes"]["hybrid"]["deployed"] and onnx["int8_vs_torch"] == onnx["schemes"]["hybrid"]["vs_torch"]
+
+
+def test_suggestions_and_their_import(smoke_repo, tmp_path):
+    """`suggest` offers pool comments only (never a train, dev or test text) as Label Studio tasks carrying the
+    ensemble's guess; the filled-in CSV comes back through `commentclf annotations import`, idempotently."""
+    import xml.etree.ElementTree as ET
+
+    import yaml
+
+    annotation = smoke_repo / "annotation"
+    tasks = json.loads((annotation / "tasks.json").read_text())
+    report = json.loads((smoke_repo / "metrics/suggest.json").read_text())
+    assert len(tasks) == report["suggested"] == min(100, report["candidates"]) > 0
+    labelled = {
+        t
+        for name in ("train", "dev", "test")
+        for t in pl.read_parquet(smoke_repo / f"data/split/{name}.parquet")["text"]
+    }
+    pool = set(pl.read_parquet(smoke_repo / "data/split/pool.parquet")["text"])
+    texts = [t["data"]["text"] for t in tasks]
+    assert len(set(texts)) == len(texts) and set(texts) <= pool and not set(texts) & labelled
+    choices = [c.get("value") for c in ET.fromstring((annotation / "label_config.xml").read_text()).iter("Choice")]
+    assert choices == ["pro_ukraine", "pro_russia", "off_topic"]
+    for task in tasks:
+        (prediction,) = task["predictions"]
+        assert prediction["result"][0]["value"]["choices"][0] in choices and 0 < prediction["score"] <= 1
+        assert prediction["model_version"] == report["model_version"]
+    # an annotator fills the CSV: the first three get a label, one of them conflicting with nothing
+    csv = pl.read_csv(annotation / "tasks.csv")
+    filled = csv.with_columns(pl.Series("label", ["pro_russia", "off_topic", "pro_ukraine"] + [None] * (len(csv) - 3)))
+    filled.write_csv(tmp_path / "filled.csv")
+    params = yaml.safe_load((smoke_repo / "params.yaml").read_text())
+    (tmp_path / "labeled.csv").write_bytes((smoke_repo / params["data"]["labeled"]).read_bytes())
+    params["data"]["labeled"] = str(tmp_path / "labeled.csv")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    before = pl.read_csv(tmp_path / "labeled.csv")
+    cmd = [
+        "commentclf",
+        "annotations",
+        "import",
+        str(tmp_path / "filled.csv"),
+        "--params",
+        str(tmp_path / "params.yaml"),
+    ]
+    first = " ".join(run_cmd(cmd, smoke_repo).stdout.split())
+    assert "added │ 3" in first and f"skipped or cancelled │ {len(csv) - 3}" in first, first
+    after = pl.read_csv(tmp_path / "labeled.csv")
+    assert len(after) == len(before) + 3 and after["text"].to_list()[-3:] == csv["text"].to_list()[:3]
+    second = " ".join(run_cmd(cmd, smoke_repo).stdout.split())
+    assert "added │ 0" in second and "already labelled, same label │ 3" in second, second
+    assert pl.read_csv(tmp_path / "labeled.csv").equals(after)
 
 
 def test_the_parity_gate_fails_the_stage_with_the_measured_agreement(smoke_repo, tmp_path):

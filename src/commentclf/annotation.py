@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from commentclf.config import SuggestConfig
 from commentclf.data import normalize_text, read_table
 from commentclf.errors import DataError
-
-STRATEGIES = ("margin", "minority", "diverse", "mixed", "random")
 
 
 def margins(proba: np.ndarray) -> np.ndarray:
@@ -36,7 +35,7 @@ def by_margin(proba: np.ndarray, k: int) -> np.ndarray:
 
 
 def by_minority(
-    proba: np.ndarray, embeddings: np.ndarray, minority_embeddings: np.ndarray, minority: int, k: int, confident: float
+    proba: np.ndarray, embeddings: np.ndarray, minority_embeddings: np.ndarray, k: int, confident: float
 ) -> np.ndarray:
     """Nearest neighbours of the labelled minority examples (cosine), leaving out rows the model already gives
     a label with probability >= `confident` (labelling those teaches it nothing)."""
@@ -70,40 +69,35 @@ class SuggestInput:
     """(n, dim) L2-normalised embeddings of the candidates."""
     minority_embeddings: np.ndarray
     """(m, dim) L2-normalised embeddings of the labelled minority examples."""
-    minority: int
-    """Index of the minority label."""
 
 
-def suggest(
-    data: SuggestInput, strategy: str, k: int, shares: dict[str, float], confident: float, pool_factor: int, seed: int
-) -> tuple[np.ndarray, list[str]]:
-    """`k` candidate indices and the strategy that picked each. `mixed` fills `shares` of `k` with each
-    strategy in turn (what one already picked does not count twice), the rest by margin."""
+def suggest(data: SuggestInput, cfg: SuggestConfig, seed: int) -> tuple[np.ndarray, list[str]]:
+    """`cfg.batch_size` candidate indices and the strategy that picked each. `mixed` fills `cfg.shares` of the
+    batch with each strategy in turn (what one already picked does not count twice), the rest by margin."""
     n = len(data.proba)
-    k = min(k, n)
+    k = min(cfg.batch_size, n)
 
     def pick(name: str, count: int, taken: set[int]) -> list[int]:
         if count <= 0:
             return []
-        wanted = count + len(taken)  # ask for more, then drop what is already taken
         if name == "margin":
-            order = by_margin(data.proba, wanted)
+            order = by_margin(data.proba, n)
         elif name == "minority":
-            order = by_minority(data.proba, data.embeddings, data.minority_embeddings, data.minority, n, confident)
+            order = by_minority(data.proba, data.embeddings, data.minority_embeddings, n, cfg.confident)
         elif name == "diverse":
             keep = np.array([i for i in range(n) if i not in taken])
-            local = by_diversity(data.proba[keep], data.embeddings[keep], count, pool_factor, seed)
-            order = keep[local]
-        elif name == "random":
+            order = keep[by_diversity(data.proba[keep], data.embeddings[keep], count, cfg.diverse_pool_factor, seed)]
+        else:  # random
             order = np.random.default_rng(seed).permutation(n)
-        else:
-            raise DataError(f"unknown strategy {name!r} (one of {', '.join(STRATEGIES)})")
         return [int(i) for i in order if int(i) not in taken][:count]
 
+    if cfg.strategy == "mixed":
+        plan = [(name, round(share * k)) for name, share in cfg.shares.items()] + [("margin", k)]
+    else:
+        plan = [(cfg.strategy, k)]
     chosen: list[int] = []
     by: list[str] = []
-    plan = [(name, round(share * k)) for name, share in shares.items()] if strategy == "mixed" else [(strategy, k)]
-    for name, count in plan + ([("margin", k)] if strategy == "mixed" else []):
+    for name, count in plan:
         new = pick(name, min(count, k - len(chosen)), set(chosen))
         chosen += new
         by += [name] * len(new)

@@ -138,6 +138,56 @@ def predict(
     )
 
 
+annotations = typer.Typer(no_args_is_help=True, help="The annotation loop: bring labelled suggestions back.")
+app.add_typer(annotations, name="annotations")
+
+
+@annotations.command("import")
+@user_errors_exit
+def import_annotations(
+    file: Path = typer.Argument(..., help="Label Studio JSON export, or annotation/tasks.csv with `label` filled"),
+    params: Path = typer.Option(Path("params.yaml"), help="names the labelled file (data.labeled) and the pool"),
+) -> None:
+    """Merge annotators' answers into the labelled file; then `dvc repro` retrains what depends on it."""
+    from commentclf.annotation import merge_answers, read_answers
+    from commentclf.data import read_table
+
+    cfg = load_params(params)
+    d = cfg.data
+    pool = read_table(d.unlabeled)
+    if d.text_column not in pool.columns:
+        raise DataError(f"{d.unlabeled}: missing column {d.text_column!r} (columns found: {pool.columns})")
+    answers, skipped = read_answers(Path(file))
+    report = merge_answers(
+        answers,
+        skipped,
+        Path(d.labeled),
+        pool[d.text_column].to_list(),
+        cfg.label_names,
+        d.text_column,
+        d.label_column,
+    )
+    table = Table(title=f"{file} -> {d.labeled}")
+    table.add_column("answers")
+    table.add_column("count", justify="right")
+    for name, count in (
+        ("added", report.added),
+        ("already labelled, same label", report.already_same),
+        ("conflicting (kept out)", len(report.conflicting)),
+        ("skipped or cancelled", report.skipped),
+        ("not from the pool (kept out)", len(report.not_from_pool)),
+        ("unknown label (kept out)", len(report.unknown_label)),
+    ):
+        table.add_row(name, str(count))
+    console.print(table)
+    for row in report.conflicting:
+        console.print(f"conflict: {row['text'][:80]!r} is {row['labelled']}, the answer says {row['answer']}")
+    for row in report.unknown_label:
+        console.print(f"unknown label {row['label']!r} (labels: {', '.join(cfg.label_names)}): {row['text'][:80]!r}")
+    for text in report.not_from_pool:
+        console.print(f"not in {d.unlabeled}: {text[:80]!r}")
+
+
 @app.command()
 def serve(
     host: str = "127.0.0.1",

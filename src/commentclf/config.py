@@ -320,6 +320,28 @@ class BenchmarkConfig(Section):
     """Bootstrap resamples of the test set for the 95 % intervals."""
 
 
+class SuggestConfig(Section):
+    strategy: Literal["margin", "minority", "diverse", "mixed", "random"]
+    """Which pool comments `suggest` offers for labelling. `margin`: the smallest gap between the ensemble's
+    two most probable labels. `minority`: the nearest pool neighbours (e5 embeddings) of the labelled
+    `minority_label` examples that the ensemble is not already sure of. `diverse`: k-means over the most
+    uncertain, one per cluster. `mixed`: `shares` of each. `random`: the baseline the others must beat."""
+    batch_size: int = Field(gt=0)
+    """Comments suggested per round."""
+    shares: dict[Literal["margin", "minority", "diverse", "random"], float]
+    """`mixed`: the share of the batch each strategy fills, in this order; what is left goes to `margin`."""
+    confident: float = Field(gt=0, le=1)
+    """`minority`: pool comments the ensemble labels with at least this probability are left out."""
+    diverse_pool_factor: int = Field(ge=1)
+    """`diverse`: clusters are drawn from this many times `batch_size` of the most uncertain comments."""
+
+    @model_validator(mode="after")
+    def _check_shares(self) -> SuggestConfig:
+        if any(v < 0 for v in self.shares.values()) or sum(self.shares.values()) > 1 + 1e-9:
+            raise ValueError(f"suggest.shares: each share >= 0 and together at most 1 (got {self.shares})")
+        return self
+
+
 class Params(Section):
     seed: int
     """Global seed (torch, numpy, python) for every stage that samples."""
@@ -342,6 +364,8 @@ class Params(Section):
     benchmark: BenchmarkConfig
     label: LabelConfig
     """Ensemble labelling of the pool (llm_label)."""
+    suggest: SuggestConfig
+    """The next comments to label (suggest stage, the annotation loop)."""
 
     @model_validator(mode="after")
     def _check_labels(self) -> Params:

@@ -76,7 +76,8 @@ def add_ceiling(report_dir: Path) -> None:
 
 
 def results_table(report_dir: Path) -> str:
-    """The README's table of one dataset: every benchmarked model on the test split."""
+    """The README's table of one dataset: every benchmarked model on the test split; of the ONNX students only
+    the deployed one (the others, fp32 and the compared int8 schemes, are in the dataset's benchmark.md)."""
     from commentclf.benchmark import paired_rows
 
     bench = json.loads((report_dir / "benchmark.json").read_text())
@@ -91,7 +92,10 @@ def results_table(report_dir: Path) -> str:
         f"| model | macro-F1 [95 % CI] | {minority} F1 [95 % CI] | p50 ms | size MB |",
         "|---|---|---|---|---|",
     ]
+    deployed = bench.get("deployed")
     for name, m in bench["models"].items():
+        if name.startswith("student_onnx_") and deployed and name != deployed:
+            continue
         size = "n/a" if m["size_mb"] is None else f"{m['size_mb']:.1f}"
         lines.append(
             f"| {name} | {m['macro_f1']:.3f} [{m['macro_f1_ci'][0]:.2f}, {m['macro_f1_ci'][1]:.2f}] "

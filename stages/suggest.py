@@ -1,0 +1,93 @@
+"""Stage `suggest`: the pool comments worth labelling next, as Label Studio tasks and as a CSV.
+
+Candidates are the pool comments the ensemble scored (`llm_label`); the split already removed every
+labelled and test text from the pool, so nothing labelled, dev or test is suggested. Each task carries the
+ensemble's guess as a Label Studio prediction (pre-annotation): `model_version` is the ensemble file's hash,
+`score` its probability. Then: label in Label Studio (or fill the CSV's `label` column), `commentclf
+annotations import FILE`, `dvc repro`."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import typer
+from rich.console import Console
+
+from commentclf.annotation import SuggestInput, label_config, margins, suggest, tasks
+from commentclf.config import load_params
+from commentclf.data import read_split
+from commentclf.encoders import load_embedder
+from commentclf.files import write_json
+from commentclf.manifest import read_manifest
+from commentclf.onnx_model import model_version
+from commentclf.seeding import seed_everything
+from commentclf.stage import run
+
+
+def main(
+    params: Path = typer.Option(..., help="params.yaml"),
+    assets: Path = typer.Option(..., help="base models folder (assets stage): the e5 encoder"),
+    split_dir: Path = typer.Option(..., help="folder of the split parquet files"),
+    pseudo: Path = typer.Option(..., help="the ensemble's pool probabilities (llm_label)"),
+    ensemble_file: Path = typer.Option(..., help="the fitted ensemble (its hash names the model version)"),
+    out_dir: Path = typer.Option(..., help="tasks.json, tasks.csv and label_config.xml"),
+    metrics: Path = typer.Option(..., help="what was suggested, by which strategy (JSON)"),
+) -> None:
+    cfg = load_params(params)
+    a, labels = cfg.suggest, cfg.label_names
+    seed_everything(cfg.seed)
+    pool = pl.read_parquet(pseudo)
+    proba = pool.select(f"proba_{label}" for label in labels).to_numpy()
+    texts = pool["text"].to_list()
+    seed_rows = pl.concat([read_split(split_dir, "train"), read_split(split_dir, "dev")])
+    minority_texts = seed_rows.filter(pl.col("label") == cfg.minority_label)["text"].to_list()
+    needs_embeddings = a.strategy in ("minority", "diverse") or (
+        a.strategy == "mixed" and ({"minority", "diverse"} & set(a.shares))
+    )
+    if needs_embeddings:
+        embed = load_embedder(read_manifest(assets)["encoder"], prefix=cfg.student.prefix)
+        embeddings, minority_embeddings = embed(texts), embed(minority_texts)
+    else:
+        embeddings = minority_embeddings = np.zeros((len(texts), 0))
+    picks, by = suggest(SuggestInput(proba, embeddings, minority_embeddings), a, cfg.seed)
+
+    guesses = [labels[i] for i in proba[picks].argmax(1)]
+    scores = proba[picks].max(1).tolist()
+    ids = pool["id"].cast(pl.String)[picks].to_list()
+    chosen = [texts[i] for i in picks]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    version = model_version(ensemble_file)
+    (out_dir / "tasks.json").write_text(
+        json.dumps(tasks(ids, chosen, guesses, scores, by, version), ensure_ascii=False, indent=1) + "\n"
+    )
+    pl.DataFrame(
+        {
+            "pool_id": ids,
+            "text": chosen,
+            "suggested_label": guesses,
+            "confidence": scores,
+            "strategy": by,
+            "label": [None] * len(ids),
+        },
+        schema_overrides={"label": pl.String},
+    ).write_csv(out_dir / "tasks.csv")
+    (out_dir / "label_config.xml").write_text(label_config([(x.name, x.description) for x in cfg.labels]))
+    report = {
+        "strategy": a.strategy,
+        "candidates": len(texts),
+        "suggested": len(picks),
+        "by_strategy": {name: by.count(name) for name in dict.fromkeys(by)},
+        # the original's point: find the rare class. Guessed share now; the true share is known once labelled.
+        "guessed_minority_share": guesses.count(cfg.minority_label) / max(1, len(guesses)),
+        "pool_guessed_minority_share": float(np.mean(proba.argmax(1) == labels.index(cfg.minority_label))),
+        "mean_margin": float(margins(proba[picks]).mean()) if len(picks) else None,
+        "pool_mean_margin": float(margins(proba).mean()) if len(texts) else None,
+        "model_version": version,
+    }
+    write_json(metrics, report)
+    Console().print(report)
+
+
+if __name__ == "__main__":
+    run(main)
