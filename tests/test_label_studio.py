@@ -2,8 +2,8 @@
 interface and tasks are accepted, the pre-annotations arrive, answers given through its API come back out
 of its export and through `commentclf annotations import` into the labelled file.
 
-Label Studio pins its own Django, pandas and numpy, so it lives in its own virtualenv (created once under
-.smoke/, or given by LABEL_STUDIO_VENV)."""
+Label Studio pins its own Django, pandas and numpy, so it lives in its own virtualenv (created once in
+.label-studio/, ignored by git, or given by LABEL_STUDIO_VENV)."""
 
 import json
 import os
@@ -27,7 +27,7 @@ TOKEN = "commentclf-test-token"
 
 
 def label_studio_bin() -> Path:
-    venv = Path(os.environ.get("LABEL_STUDIO_VENV", REPO / ".smoke" / "label-studio"))
+    venv = Path(os.environ.get("LABEL_STUDIO_VENV", REPO / ".label-studio"))
     binary = venv / "bin" / "label-studio"
     if not binary.is_file():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
