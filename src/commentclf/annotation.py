@@ -22,6 +22,7 @@ import polars as pl
 from commentclf.config import SuggestConfig
 from commentclf.data import normalize_text, read_table
 from commentclf.errors import DataError
+from commentclf.files import write_atomic
 
 
 def margins(proba: np.ndarray) -> np.ndarray:
@@ -58,7 +59,8 @@ def by_diversity(proba: np.ndarray, embeddings: np.ndarray, k: int, pool_factor:
     km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(embeddings[candidates])
     distance = km.transform(embeddings[candidates])
     picks = [candidates[np.flatnonzero(km.labels_ == c)[distance[km.labels_ == c, c].argmin()]] for c in range(k)]
-    return np.array(sorted(picks, key=lambda i: margins(proba[[i]])[0]))
+    gap = margins(proba)
+    return np.array(sorted(picks, key=lambda i: gap[i]))
 
 
 @dataclass
@@ -221,11 +223,7 @@ def merge_answers(
             .select(existing.columns)
         )
         merged = pl.concat([existing, added])
-        tmp = labeled.with_name(labeled.name + ".tmp")
-        if labeled.suffix.lower() in (".parquet", ".pq"):
-            merged.write_parquet(tmp)
-        else:
-            merged.write_csv(tmp)
-        tmp.replace(labeled)
+        parquet = labeled.suffix.lower() in (".parquet", ".pq")
+        write_atomic(labeled, merged.write_parquet if parquet else merged.write_csv)
     report.added = len(new_rows)
     return report

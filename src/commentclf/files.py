@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,14 @@ def _clean(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return _clean(value.item())
     return value
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` then rename over `path`: a reader (or a rerun after a crash) sees the old file or the whole
+    new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
 
 
 def write_json(path: str | Path, data: dict) -> None:

@@ -14,7 +14,6 @@ Rows keep their input order and every input column; `id` is the input's id colum
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import polars as pl
 
 from commentclf.data import scan_table, table_read_error
 from commentclf.errors import DataError
+from commentclf.files import write_atomic
 from commentclf.onnx_model import model_version
 
 MANIFEST = "manifest.json"
@@ -32,14 +32,8 @@ def part_name(index: int) -> str:
     return f"part-{index:06d}.parquet"
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)  # a reader sees the old file or the whole new one, never half of one
-
-
 def _write_manifest(out_dir: Path, manifest: dict) -> None:
-    _write_atomic(out_dir / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
+    write_atomic(out_dir / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
 
 
 def _parts(scan: pl.LazyFrame, start: int, part_rows: int, path: Path) -> Iterator[pl.DataFrame]:
@@ -140,7 +134,7 @@ def label_file(
             "rows": len(df),
             "unlabelled": labelled["label"].null_count(),
         }
-        _write_atomic(out_dir / part["file"], labelled.write_parquet)
+        write_atomic(out_dir / part["file"], labelled.write_parquet)
         manifest["parts"].append(part)
         _write_manifest(out_dir, manifest)
         start += len(df)
@@ -167,6 +161,6 @@ def export_output(out_dir: Path, target: Path) -> None:
     """Write a finished output as one CSV or parquet file, streamed (constant memory)."""
     lazy = read_output(out_dir)
     if target.suffix.lower() == ".csv":
-        _write_atomic(target, lambda p: lazy.sink_csv(p))
+        write_atomic(target, lambda p: lazy.sink_csv(p))
     else:
-        _write_atomic(target, lambda p: lazy.sink_parquet(p))
+        write_atomic(target, lambda p: lazy.sink_parquet(p))
