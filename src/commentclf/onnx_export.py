@@ -80,16 +80,17 @@ def quantize(
     """int8 of the optimised graph with `scheme` (default `cfg.scheme`); returns the file and the instruction
     set the kernels target.
 
-    Gather (and the MatMuls the scheme gives it) go through onnxruntime's quantize_dynamic, set up as
-    optimum's AutoQuantizationConfig.{avx512_vnni, avx2}(is_static=False) would (int8 symmetric weights,
-    uint8 activations, reduce_range on avx2). We call onnxruntime directly because fused com.microsoft
-    operators have output types its shape inference cannot find, and only the direct call lets us pass
-    DefaultTensorType (optimum's ORTQuantizer does not).
+    The MatMuls the scheme gives it (and Gather, with `embedding: dynamic`) go through onnxruntime's
+    quantize_dynamic, set up as optimum's AutoQuantizationConfig.{avx512_vnni, avx2}(is_static=False) would
+    (int8 symmetric weights, uint8 activations, reduce_range on avx2). We call onnxruntime directly because
+    fused com.microsoft operators have output types its shape inference cannot find, and only the direct
+    call lets us pass DefaultTensorType (optimum's ORTQuantizer does not).
 
     Block-wise MatMuls become MatMulNBits (8 bits, one scale per `block_size` inputs, accuracy level 4 =
     int8 compute with activations quantised per block): slower kernels than dynamic int8, but no single
     scale for a whole activation tensor. `hybrid` uses them only for the feed-forward output projections
-    (`ffn_output_matmuls`), where that matters, and the fast dynamic kernels everywhere else.
+    (`ffn_output_matmuls`), where that matters, and the fast dynamic kernels everywhere else. With
+    `embedding: blockwise` the embedding tables go last, block-wise too (`quantize_embeddings`).
     """
     import json
 
@@ -108,7 +109,12 @@ def quantize(
     source = opt_dir / file_name
     quantize_matmul = "MatMul" in operators
     blockwise = quantize_matmul and scheme in ("blockwise", "hybrid")
-    dynamic_ops = [op for op in operators if not (scheme == "blockwise" and op == "MatMul")]
+    block_embeddings = "Gather" in operators and cfg.embedding == "blockwise"
+    dynamic_ops = [
+        op
+        for op in operators
+        if not (scheme == "blockwise" and op == "MatMul") and not (block_embeddings and op == "Gather")
+    ]
     exclude = []
     if scheme == "hybrid" and quantize_matmul:
         intermediate = json.loads((opt_dir / "config.json").read_text())["intermediate_size"]
@@ -142,7 +148,85 @@ def quantize(
         )
         quantizer.process()
         quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
+        source = target
+    if block_embeddings:
+        model = onnx.load(source)
+        quantize_embeddings(model, cfg.embedding_bits, cfg.block_size)
+        onnx.save(model, target)
+    elif source != target:  # nothing to quantise: the optimised graph as it is
+        shutil.copy2(source, target)
     return target, isa
+
+
+def block_quantize(table: np.ndarray, bits: int, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Symmetric block quantisation of a [rows, cols] table along its rows, as GatherBlockQuantized reads it.
+
+    Returns (data, scales, zero_points): uint8 data holding `bits`-bit values offset by 2**(bits-1) (two values
+    per byte at 4 bits, the even column in the low nibble), one float scale per `block_size` values of a row,
+    and the zero points (2**(bits-1), packed like the data)."""
+    rows, cols = table.shape
+    if cols % block_size:
+        raise ValueError(f"embedding width {cols} is not a multiple of onnx.block_size={block_size}")
+    half = 2 ** (bits - 1)
+    blocks = table.reshape(rows, cols // block_size, block_size).astype(np.float32)
+    scales = np.abs(blocks).max(axis=2) / (half - 1)
+    scales[scales == 0] = 1.0  # an all-zero block (padding rows): any scale restores zeros
+    q = np.clip(np.rint(blocks / scales[..., None]), -half, half - 1).astype(np.int32) + half
+    q = q.reshape(rows, cols).astype(np.uint8)
+    zero_points = np.full(scales.shape, half, dtype=np.uint8)
+    if bits == 4:
+        q = q[:, 0::2] | (q[:, 1::2] << 4)
+        if zero_points.shape[1] % 2:
+            zero_points = np.pad(zero_points, ((0, 0), (0, 1)), constant_values=half)
+        zero_points = zero_points[:, 0::2] | (zero_points[:, 1::2] << 4)
+    return q, scales.astype(np.float32), zero_points
+
+
+def quantize_embeddings(model, bits: int, block_size: int) -> list[str]:
+    """Every Gather over a 2-D float table (word, position and type embeddings) becomes com.microsoft
+    GatherBlockQuantized with a scale per `block_size` values of a row; returns the tables replaced.
+
+    One scale for a whole table (quantize_dynamic's Gather) spends the 8 bits of every row on the range of
+    the largest values of any row; a scale per block keeps each row's own range, at 3 % more bytes
+    (docs/design.md). onnxruntime's own quantizer writes this operator only at 4 bits, hence our own."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    tables = {w.name: w for w in graph.initializer if w.data_type == TensorProto.FLOAT and len(w.dims) == 2}
+    replaced = []
+    for i, node in enumerate(graph.node):
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if node.op_type != "Gather" or node.input[0] not in tables or axis != 0:
+            continue
+        name = node.input[0]
+        data, scales, zero_points = block_quantize(numpy_helper.to_array(tables[name]), bits, block_size)
+        graph.initializer.remove(tables.pop(name))
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(data, f"{name}_q{bits}"),
+                numpy_helper.from_array(scales, f"{name}_scales"),
+                numpy_helper.from_array(zero_points, f"{name}_zero_points"),
+            ]
+        )
+        graph.node.remove(node)
+        graph.node.insert(
+            i,
+            helper.make_node(
+                "GatherBlockQuantized",
+                [f"{name}_q{bits}", node.input[1], f"{name}_scales", f"{name}_zero_points"],
+                list(node.output),
+                name=f"{node.name}_block_q{bits}",
+                domain="com.microsoft",
+                gather_axis=0,
+                quantize_axis=1,
+                block_size=block_size,
+                bits=bits,
+            ),
+        )
+        replaced.append(name)
+    if replaced and not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return replaced
 
 
 def parity(p_ref: np.ndarray, p_onnx: np.ndarray) -> dict:

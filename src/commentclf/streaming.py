@@ -32,11 +32,11 @@ def part_name(index: int) -> str:
     return f"part-{index:06d}.parquet"
 
 
-def _write_manifest(out_dir: Path, manifest: dict) -> None:
+def write_manifest(out_dir: Path, manifest: dict) -> None:
     write_atomic(out_dir / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
 
 
-def _parts(scan: pl.LazyFrame, start: int, part_rows: int, path: Path) -> Iterator[pl.DataFrame]:
+def input_parts(scan: pl.LazyFrame, start: int, part_rows: int, path: Path) -> Iterator[pl.DataFrame]:
     """Input rows from `start` on, `part_rows` at a time (the last part may be shorter), with their row number."""
     rows = scan.with_row_index("__row").slice(start)
     pending: list[pl.DataFrame] = []
@@ -74,18 +74,11 @@ def label_part(clf, df: pl.DataFrame, text_column: str, id_column: str, batch_si
     )
 
 
-def label_file(
-    clf,
-    input: Path,
-    out_dir: Path,
-    text_column: str = "text",
-    id_column: str = "id",
-    part_rows: int = 10_000,
-    batch_size: int = 64,
-    on_part: Callable[[dict, int], None] | None = None,
-) -> dict:
-    """Label `input` into parquet parts under `out_dir`, resuming from its manifest; returns the manifest.
-    `on_part(part, total_rows)` is called after each part is written (progress)."""
+def open_output(
+    clf, input: Path, out_dir: Path, text_column: str, id_column: str, part_rows: int, engine: str
+) -> tuple[pl.LazyFrame, dict]:
+    """The input's lazy scan and the output's manifest: a fresh one, or the one a previous run of the same
+    command left (its parts checked). Output of another input, model, setting or engine is refused."""
     scan = scan_table(input)
     try:
         columns = scan.collect_schema().names()
@@ -102,6 +95,7 @@ def label_file(
         "text_column": text_column,
         "id_column": id_column,
         "part_rows": part_rows,
+        "engine": engine,
     }
     manifest = {"source": source, "parts": [], "complete": False}
     if (out_dir / MANIFEST).is_file():
@@ -118,12 +112,39 @@ def label_file(
     for part in manifest["parts"]:
         if not (out_dir / part["file"]).is_file():
             raise DataError(f"{out_dir}: {part['file']} is in the manifest but missing; delete the folder to redo")
+    return scan, manifest
+
+
+def finish_output(out_dir: Path, manifest: dict, input: Path, total: int) -> dict:
+    """Close a manifest whose parts cover the input: totals, a row-count check, `complete`."""
+    manifest["rows"] = sum(p["rows"] for p in manifest["parts"])
+    manifest["unlabelled"] = sum(p["unlabelled"] for p in manifest["parts"])
+    if manifest["rows"] != total:
+        raise DataError(f"{input}: read {manifest['rows']} rows but the file has {total}; was it changed?")
+    manifest["complete"] = True
+    write_manifest(out_dir, manifest)
+    return manifest
+
+
+def label_file(
+    clf,
+    input: Path,
+    out_dir: Path,
+    text_column: str = "text",
+    id_column: str = "id",
+    part_rows: int = 10_000,
+    batch_size: int = 64,
+    on_part: Callable[[dict, int], None] | None = None,
+) -> dict:
+    """Label `input` into parquet parts under `out_dir`, resuming from its manifest; returns the manifest.
+    `on_part(part, total_rows)` is called after each part is written (progress)."""
+    scan, manifest = open_output(clf, input, out_dir, text_column, id_column, part_rows, engine="local")
     if manifest["complete"]:
         return manifest
     out_dir.mkdir(parents=True, exist_ok=True)
     start = sum(p["rows"] for p in manifest["parts"])
     total = scan.select(pl.len()).collect().item()
-    parts = _parts(scan, start, part_rows, input)
+    parts = input_parts(scan, start, part_rows, input)
     if total == 0:  # a header-only file still gives an output (one empty part) with the output's columns
         parts = iter([scan.with_row_index("__row").head(0).collect()])
     for df in parts:
@@ -136,17 +157,11 @@ def label_file(
         }
         write_atomic(out_dir / part["file"], labelled.write_parquet)
         manifest["parts"].append(part)
-        _write_manifest(out_dir, manifest)
+        write_manifest(out_dir, manifest)
         start += len(df)
         if on_part:
             on_part(part, total)
-    manifest["rows"] = sum(p["rows"] for p in manifest["parts"])
-    manifest["unlabelled"] = sum(p["unlabelled"] for p in manifest["parts"])
-    if manifest["rows"] != total:
-        raise DataError(f"{input}: read {manifest['rows']} rows but the file has {total}; was it changed?")
-    manifest["complete"] = True
-    _write_manifest(out_dir, manifest)
-    return manifest
+    return finish_output(out_dir, manifest, input, total)
 
 
 def read_output(out_dir: Path) -> pl.LazyFrame:

@@ -1,0 +1,214 @@
+"""Label a file on Ray Data (`commentclf predict --engine ray`): the same rows, ids, labels and output layout
+as the local engine (commentclf.streaming), with the model on a pool of actors that may span a cluster.
+
+The driver stages the input as parquet files of `part_rows` rows carrying their row number (polars,
+streamed: cheap beside the model), Ray reads them (`ray.data.read_parquet`), an actor pool labels batches
+with the local engine's own `label_part` (each actor loads the ONNX student once) and Ray's parquet writer
+writes the results. The driver then checks that the written rows are the input's rows, each exactly once,
+and files them as the output's parts in input order, under the same manifest as the local engine.
+
+Ray restarts an actor whose process died and retries its task; its output files are named by task, so a
+retried task overwrites its file rather than adding one (and the row check would catch a duplicate). A run
+that fails anyway leaves its manifest: the same command starts it again, never mixing two runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from commentclf.errors import DataError, EngineError
+from commentclf.files import write_atomic
+from commentclf.streaming import (
+    finish_output,
+    input_parts,
+    label_part,
+    open_output,
+    part_name,
+    write_manifest,
+)
+
+ORDER = "__order"  # the input row number, carried through Ray so the driver can check and order the rows
+STAGED, WRITTEN = "_ray_input", "_ray_output"
+IO_CPUS = 0.1
+
+
+@dataclass
+class RayOptions:
+    address: str | None = None
+    """A running cluster (`ray start --head` prints it); None attaches to RAY_ADDRESS, else starts a local Ray."""
+    num_cpus: int | None = None
+    """CPUs of the local Ray started for the run (None: all); ignored when attaching to a cluster."""
+    actors: int = 1
+    """Model replicas: actors that each load the student once and label batches."""
+    threads: int = 1
+    """onnxruntime threads (and Ray CPUs reserved) per actor."""
+
+
+def import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401  (Ray Data is in the extra, not in every ray install)
+    except ImportError:
+        raise EngineError("the Ray engine needs the `ray` extra: pip install -e '.[ray]'") from None
+    return ray
+
+
+class Labeller:
+    """One actor: the ONNX student, loaded once, labelling Arrow batches with the local engine's code."""
+
+    def __init__(self, model_dir: str, max_length: int, prefix: str, threads: int, columns: tuple, batch_size: int):
+        from commentclf.onnx_model import OnnxClassifier
+
+        self.clf = OnnxClassifier(Path(model_dir), threads=threads, max_length=max_length, prefix=prefix)
+        self.text_column, self.id_column = columns
+        self.batch_size = batch_size
+
+    def __call__(self, batch):
+        df = pl.from_arrow(batch).with_columns(pl.col("__row").cast(pl.Int64).alias(ORDER))
+        return label_part(self.clf, df, self.text_column, self.id_column, self.batch_size).to_arrow()
+
+
+def _init_ray(ray, opts: RayOptions) -> bool:
+    """Attach to a cluster or start a local Ray; True when this run started it (and must stop it).
+
+    Ray Data lists the input files in a task that asks for a whole CPU (no setting changes that); with
+    every CPU held by actors it would wait forever. So a local Ray gets one logical CPU more than the
+    cores it may use, and a cluster must have one CPU beyond the actors' (checked)."""
+    started = not ray.is_initialized()
+    address = opts.address or os.environ.get("RAY_ADDRESS")
+    kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if started and address:
+        ray.init(address=address, **kwargs)
+    elif started:
+        ray.init(num_cpus=(opts.num_cpus or os.cpu_count() or 1) + 1, **kwargs)
+    cpus, needed = ray.cluster_resources().get("CPU", 0), opts.actors * opts.threads + 1
+    if cpus < needed:
+        if started:
+            ray.shutdown()
+        raise EngineError(
+            f"the Ray cluster has {cpus:g} CPUs; {opts.actors} actors x {opts.threads} threads and one CPU for "
+            f"Ray Data's file listing need {needed}: give fewer --actors or --threads"
+        )
+    return started
+
+
+def _check_rows(files: list[Path], total: int) -> None:
+    """Every input row number 0..total-1 exactly once across Ray's output files, or a clear error."""
+    if not files:
+        raise DataError(f"Ray wrote no output for {total} input rows")
+    counts = pl.scan_parquet(files).select(
+        pl.len().alias("rows"),
+        pl.col(ORDER).n_unique().alias("unique"),
+        pl.col(ORDER).min().alias("low"),
+        pl.col(ORDER).max().alias("high"),
+    )
+    rows, unique, low, high = counts.collect().row(0)
+    if (rows, unique, low, high) != (total, total, 0, total - 1):
+        raise DataError(
+            f"Ray returned {rows} rows ({unique} distinct, numbers {low}..{high}) for {total} input rows; "
+            "nothing was filed: run the same command again"
+        )
+
+
+def _in_input_order(files: list[Path]):
+    """(first row, frame) pairs of Ray's output, in input order. Each file holds one write task's rows (a bounded
+    block): sorted in memory, and the files taken in the order of their first row when their row ranges
+    tile the input, which is what preserve_order gives; otherwise one sort over all of them."""
+    spans = []
+    for f in files:
+        stats = pl.scan_parquet(f).select(pl.col(ORDER).min().alias("low"), pl.len().alias("rows"))
+        low, rows = stats.collect().row(0)
+        if rows:
+            spans.append((low, rows, f))
+    spans.sort(key=lambda span: span[0])
+    # rows are distinct and cover 0..total-1 (_check_rows): ranges tile when each starts where the last ended
+    ends = [0] + [low + rows for low, rows, _ in spans[:-1]]
+    if [low for low, _, _ in spans] == ends:
+        for low, _, f in spans:
+            yield low, pl.read_parquet(f).sort(ORDER)
+    else:
+        yield 0, pl.scan_parquet(files).sort(ORDER).collect()
+
+
+def label_file_ray(
+    clf,
+    model_dir: Path,
+    input: Path,
+    out_dir: Path,
+    opts: RayOptions,
+    text_column: str = "text",
+    id_column: str = "id",
+    part_rows: int = 10_000,
+    batch_size: int = 64,
+) -> dict:
+    """`streaming.label_file` on Ray: same output, same manifest (engine "ray"). `clf` is the driver's copy of
+    the model (its hash names the output; it labels nothing unless the input has no rows)."""
+    ray = import_ray()
+    scan, manifest = open_output(clf, input, out_dir, text_column, id_column, part_rows, engine="ray")
+    if manifest["complete"]:
+        return manifest
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (*manifest["parts"], {"file": STAGED}, {"file": WRITTEN}):  # an unfinished run starts again
+        path = out_dir / stale["file"]
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    manifest["parts"] = []
+    write_manifest(out_dir, manifest)
+    total = scan.select(pl.len()).collect().item()
+    if total == 0:  # a header-only file: one empty part with the output's columns, as the local engine writes
+        empty = label_part(clf, scan.with_row_index("__row").head(0).collect(), text_column, id_column, batch_size)
+        write_atomic(out_dir / part_name(0), empty.write_parquet)
+        manifest["parts"] = [{"file": part_name(0), "first_row": 0, "rows": 0, "unlabelled": 0}]
+        return finish_output(out_dir, manifest, input, total)
+
+    staged, written = out_dir / STAGED, out_dir / WRITTEN
+    staged.mkdir()
+    blocks = 0
+    for blocks, df in enumerate(input_parts(scan, 0, part_rows, input), start=1):
+        df.write_parquet(staged / part_name(blocks - 1))
+    started = _init_ray(ray, opts)
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True  # output in input order: the parts are filed as written
+        # Reading and writing parquet is light work: a sliver of a CPU each, so that actors holding every CPU
+        # (2 actors on 2 cores) do not leave the reads and writes waiting for a whole one (a deadlock).
+        io = {"num_cpus": IO_CPUS}
+        ray.data.read_parquet(str(staged), ray_remote_args=io, override_num_blocks=blocks).map_batches(
+            Labeller,
+            fn_constructor_kwargs={
+                "model_dir": str(model_dir.resolve()),
+                "max_length": clf.max_length,
+                "prefix": clf.prefix,
+                "threads": opts.threads,
+                "columns": (text_column, id_column),
+                "batch_size": batch_size,
+            },
+            batch_size=part_rows,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=opts.actors),
+            num_cpus=opts.threads,
+        ).write_parquet(str(written), ray_remote_args=io)
+    finally:
+        if started:
+            ray.shutdown()
+
+    files = sorted(written.glob("*.parquet"))
+    _check_rows(files, total)
+    for start, df in _in_input_order(files):
+        if not len(df):
+            continue
+        part = {
+            "file": part_name(len(manifest["parts"])),
+            "first_row": start,
+            "rows": len(df),
+            "unlabelled": df["label"].null_count(),
+        }
+        write_atomic(out_dir / part["file"], df.drop(ORDER).write_parquet)
+        manifest["parts"].append(part)
+    shutil.rmtree(staged)
+    shutil.rmtree(written)
+    return finish_output(out_dir, manifest, input, total)

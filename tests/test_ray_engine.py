@@ -1,0 +1,131 @@
+"""`commentclf predict --engine ray`: the same output as the local engine, on a local Ray, on a two-node
+cluster, and after one of its actors is killed; a clear message without the `ray` extra."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from commentclf.errors import EngineError
+from conftest import run_cmd
+
+
+def test_missing_extra_names_it(monkeypatch, tmp_path):
+    from commentclf.cli import app
+    from commentclf.ray_engine import import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
+    with pytest.raises(EngineError, match=r"pip install -e '\.\[ray\]'"):
+        import_ray()
+    (tmp_path / "in.csv").write_text("text\nbonjour\n")
+    result = CliRunner().invoke(
+        app, ["predict", "--input", str(tmp_path / "in.csv"), "--output", "x", "--engine", "ray"]
+    )
+    assert result.exit_code == 1 and ".[ray]" in result.output
+
+
+@pytest.fixture(scope="module")
+def student(smoke_repo):
+    return smoke_repo / "models/onnx/int8"
+
+
+@pytest.fixture(scope="module")
+def comments(smoke_repo, tmp_path_factory):
+    """Pool texts repeated to `n` rows, some empty, no id column (ids are the row numbers)."""
+
+    def make(n: int) -> Path:
+        pool = pl.read_parquet(smoke_repo / "data/split/pool.parquet")["text"]
+        texts = [pool[i % len(pool)] for i in range(n)]
+        for i in range(5, n, 97):
+            texts[i] = ""
+        path = tmp_path_factory.mktemp("ray") / f"in{n}.csv"
+        pl.DataFrame({"text": texts, "source": ["x"] * n}).write_csv(path)
+        return path
+
+    return make
+
+
+def predict(smoke_repo, student, input, output, *extra, check=True):
+    cmd = ["commentclf", "predict", "--input", str(input), "--output", str(output), "--model", str(student)]
+    return run_cmd([*cmd, "--part-rows", "100", *extra], smoke_repo, check=check, timeout=900)
+
+
+def frame(output: Path) -> pl.DataFrame:
+    from commentclf.streaming import read_output
+
+    return read_output(output).collect()
+
+
+@pytest.mark.slow
+def test_ray_equals_local(smoke_repo, student, comments, tmp_path):
+    src = comments(450)
+    predict(smoke_repo, student, src, tmp_path / "local")
+    predict(smoke_repo, student, src, tmp_path / "ray", "--engine", "ray", "--num-cpus", "2", "--actors", "2")
+    local, ray = frame(tmp_path / "local"), frame(tmp_path / "ray")
+    assert ray.equals(local) and ray["id"].to_list() == list(range(450))
+    assert ray["label"].null_count() == 5
+    # a finished output is a no-op to rerun, and local output is never mixed into a Ray one
+    predict(smoke_repo, student, src, tmp_path / "ray", "--engine", "ray", "--num-cpus", "2", "--actors", "2")
+    proc = predict(smoke_repo, student, src, tmp_path / "ray", check=False)
+    assert proc.returncode == 1 and "different engine" in proc.stdout + proc.stderr
+
+
+def _labeller_actors() -> list:
+    import psutil
+
+    return [p for p in psutil.process_iter(["cmdline"]) if "MapBatches(Labeller)" in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.mark.slow
+def test_a_killed_actor_is_replaced_and_every_row_comes_once(smoke_repo, student, comments, tmp_path):
+    src = comments(3000)
+    predict(smoke_repo, student, src, tmp_path / "local")
+    cmd = ["commentclf", "predict", "--input", str(src), "--output", str(tmp_path / "ray"), "--model", str(student)]
+    cmd += ["--part-rows", "100", "--engine", "ray", "--num-cpus", "2", "--actors", "2"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.Popen(cmd, cwd=smoke_repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not _labeller_actors() and run.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(5)  # mid-run: the actors have loaded the model and labelled some batches
+    actors = _labeller_actors()
+    assert actors and run.poll() is None, "the run ended before an actor could be killed"
+    os.kill(actors[0].pid, signal.SIGKILL)
+    out, _ = run.communicate(timeout=900)
+    assert run.returncode == 0, out[-3000:]
+    assert frame(tmp_path / "ray").equals(frame(tmp_path / "local"))
+
+
+@pytest.mark.slow
+def test_two_node_cluster(smoke_repo, student, comments, tmp_path, monkeypatch):
+    """A head and a second node, each its own raylet on 127.0.0.1; the run attaches with --address."""
+    # `ray start --head` turns token authentication on (its token in ~/.ray); whoever joins must ask for it
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    ray = [str(Path(sys.executable).parent / "ray")]
+    port = "6391"
+    address = f"127.0.0.1:{port}"
+    try:
+        run_cmd([*ray, "start", "--head", "--port", port, "--num-cpus", "1", "--include-dashboard", "false"], tmp_path)
+        run_cmd([*ray, "start", "--address", address, "--num-cpus", "2"], tmp_path)
+        nodes = run_cmd([sys.executable, "-c", NODES.format(address=address)], tmp_path).stdout
+        assert json.loads(nodes.strip().splitlines()[-1]) == 2
+        src = comments(2000)
+        predict(smoke_repo, student, src, tmp_path / "local")
+        predict(smoke_repo, student, src, tmp_path / "ray", "--engine", "ray", "--address", address, "--actors", "2")
+        assert frame(tmp_path / "ray").equals(frame(tmp_path / "local"))
+    finally:
+        run_cmd([*ray, "stop", "--force"], tmp_path, check=False)
+
+
+NODES = """
+import json, ray
+ray.init(address="{address}", log_to_driver=False)
+print(json.dumps(len([n for n in ray.nodes() if n["Alive"]])))
+"""
