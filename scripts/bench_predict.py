@@ -1,10 +1,15 @@
-"""Does `commentclf predict --input` stream in constant memory? Rows/s and peak RSS at several input sizes.
+"""Does `commentclf predict --input` stream in constant memory, and what does Ray cost? Rows/s and peak RSS
+at several input sizes, for each engine setting.
 
     python scripts/bench_predict.py --source data/split/pool.parquet --rows 10000 --rows 100000 \
         --out reports/demo/predict_streaming.json
+    python scripts/bench_predict.py --source data/split/pool.parquet --rows 5000 \
+        --setting local --setting ray:1x2 --setting ray:2x1 --out reports/demo/predict_engines.json
 
-Each size is a file of the source's texts repeated, labelled by `commentclf predict` in its own process
-(peak RSS = that process's high-water mark, read as it exits). Writes one JSON with the hardware.
+Each size is a file of the source's texts repeated, labelled by `commentclf predict` in its own process.
+Settings: `local` (all threads), `ray:AxT` (A actors of T threads on a local Ray of A*T CPUs). Peak RSS is
+the process's high-water mark as it exits; `tree_peak_rss_mb` samples the whole process tree (Ray's
+raylet and workers are children of the driver) twice a second. Writes one JSON with the hardware.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +39,33 @@ finally:
 """
 
 
+def tree_rss_peak(pid: int, stop: threading.Event, peak: list[float]) -> None:
+    import psutil
+
+    while not stop.is_set():
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+            total = 0
+            for proc in procs:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            peak[0] = max(peak[0], total / 2**20)
+        except psutil.Error:
+            pass
+        stop.wait(0.5)
+
+
+def engine_args(setting: str) -> list[str]:
+    if setting == "local":
+        return []
+    actors, threads = setting.removeprefix("ray:").split("x")
+    cpus = int(actors) * int(threads)
+    return ["--engine", "ray", "--actors", actors, "--threads", threads, "--num-cpus", str(cpus)]
+
+
 def main(
     source: Path = typer.Option(..., help="parquet or CSV with a text column"),
     rows: list[int] = typer.Option(..., help="input sizes to measure"),
@@ -40,6 +73,7 @@ def main(
     model: Path = typer.Option(Path("models/onnx/int8")),
     params: Path = typer.Option(Path("params.yaml")),
     part_rows: int = typer.Option(10_000),
+    setting: list[str] = typer.Option(["local"], help="local, or ray:AxT (A actors of T threads)"),
 ) -> None:
     texts = pl.read_parquet(source) if source.suffix == ".parquet" else pl.read_csv(source, infer_schema=False)
     texts = texts["text"].to_list()
@@ -48,29 +82,40 @@ def main(
         for n in rows:
             data = Path(tmp) / f"in_{n}.parquet"
             pl.DataFrame({"id": range(n), "text": [texts[i % len(texts)] for i in range(n)]}).write_parquet(data)
-            target = Path(tmp) / f"out_{n}"
-            cmd = [sys.executable, "-c", CHILD, "predict", "--input", str(data), "--output", str(target)]
-            cmd += ["--model", str(model), "--params", str(params), "--part-rows", str(part_rows)]
-            start = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            seconds = time.perf_counter() - start
-            if proc.returncode:
-                raise SystemExit(f"predict failed on {n} rows:\n{proc.stderr[-2000:]}")
-            peak_kb = int(proc.stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0])
-            labelled = pl.scan_parquet(str(target / "*.parquet")).select(pl.len()).collect().item()
-            assert labelled == n, (labelled, n)
-            results.append(
-                {
-                    "rows": n,
-                    "seconds": round(seconds, 1),
-                    "rows_per_s": round(n / seconds, 1),
-                    "peak_rss_mb": round(peak_kb / 1024, 1),
-                }
-            )
-            print(json.dumps(results[-1]), flush=True)
-            shutil.rmtree(target)
+            for how in setting:
+                target = Path(tmp) / f"out_{n}"
+                cmd = [sys.executable, "-c", CHILD, "predict", "--input", str(data), "--output", str(target)]
+                cmd += ["--model", str(model), "--params", str(params), "--part-rows", str(part_rows)]
+                start = time.perf_counter()
+                child = subprocess.Popen(
+                    [*cmd, *engine_args(how)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
+                stop, tree_peak = threading.Event(), [0.0]
+                sampler = threading.Thread(target=tree_rss_peak, args=(child.pid, stop, tree_peak))
+                sampler.start()
+                _, stderr = child.communicate()
+                stop.set()
+                sampler.join()
+                seconds = time.perf_counter() - start
+                if child.returncode:
+                    raise SystemExit(f"predict ({how}) failed on {n} rows:\n{stderr[-2000:]}")
+                peak_kb = int(stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0])
+                labelled = pl.scan_parquet(str(target / "*.parquet")).select(pl.len()).collect().item()
+                assert labelled == n, (labelled, n)
+                results.append(
+                    {
+                        "setting": how,
+                        "rows": n,
+                        "seconds": round(seconds, 1),
+                        "rows_per_s": round(n / seconds, 1),
+                        "peak_rss_mb": round(peak_kb / 1024, 1),
+                        "tree_peak_rss_mb": round(tree_peak[0], 1),
+                    }
+                )
+                print(json.dumps(results[-1]), flush=True)
+                shutil.rmtree(target)
     report = {
-        "what": "commentclf predict --input (streamed, parquet parts), one process per size",
+        "what": "commentclf predict --input (streamed, parquet parts), one process per size and setting",
         "model": str(model),
         "part_rows": part_rows,
         "batch_size": 64,
