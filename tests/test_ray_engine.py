@@ -120,6 +120,21 @@ def test_two_node_cluster(smoke_repo, student, comments, tmp_path, monkeypatch):
         predict(smoke_repo, student, src, tmp_path / "local")
         predict(smoke_repo, student, src, tmp_path / "ray", "--engine", "ray", "--address", address, "--actors", "2")
         assert frame(tmp_path / "ray").equals(frame(tmp_path / "local"))
+        # 3 actors would hold all 3 CPUs and leave none for Ray Data's file listing: refused, not a hang
+        proc = predict(
+            smoke_repo,
+            student,
+            src,
+            tmp_path / "big",
+            "--engine",
+            "ray",
+            "--address",
+            address,
+            "--actors",
+            "3",
+            check=False,
+        )
+        assert proc.returncode == 1 and "give fewer --actors" in proc.stdout + proc.stderr
     finally:
         run_cmd([*ray, "stop", "--force"], tmp_path, check=False)
 

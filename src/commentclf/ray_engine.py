@@ -83,7 +83,10 @@ def _init_ray(ray, opts: RayOptions) -> bool:
     address = opts.address or os.environ.get("RAY_ADDRESS")
     kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if started and address:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError) as err:
+            raise EngineError(f"cannot attach to the Ray cluster at {address}: {err}") from None
     elif started:
         ray.init(num_cpus=(opts.num_cpus or os.cpu_count() or 1) + 1, **kwargs)
     cpus, needed = ray.cluster_resources().get("CPU", 0), opts.actors * opts.threads + 1
@@ -192,6 +195,12 @@ def label_file_ray(
             compute=ray.data.ActorPoolStrategy(size=opts.actors),
             num_cpus=opts.threads,
         ).write_parquet(str(written), ray_remote_args=io)
+    except Exception as err:  # a worker's exception arrives wrapped in Ray's; say what failed, keep the cause
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise EngineError(
+            f"the Ray run failed ({type(err).__name__}: {first[:300]}); nothing was filed: run the same "
+            "command again (see Ray's logs under /tmp/ray/session_latest/logs)"
+        ) from err
     finally:
         if started:
             ray.shutdown()
