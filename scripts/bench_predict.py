@@ -118,7 +118,7 @@ def main(
         "what": "commentclf predict --input (streamed, parquet parts), one process per size and setting",
         "model": str(model),
         "part_rows": part_rows,
-        "batch_size": 64,
+        "batch_size": 1,
         "mean_text_chars": round(sum(map(len, texts)) / len(texts), 1),
         "hardware": hardware(),
         "results": results,

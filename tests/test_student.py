@@ -146,8 +146,14 @@ def test_onnx_export_quantise_and_parity(student, tmp_path, scheme, kernels):
         assert np.array_equal(ids, hf[name]), name
     assert parity(ref, p32)["argmax_agreement"] == 1.0 and parity(ref, p32)["max_prob_diff"] < 1e-3
     tok.save_pretrained(tmp_path / "int8")
-    p8 = OnnxClassifier(tmp_path / "int8", threads=1, max_length=32).predict_proba(TEXTS)
+    int8_clf = OnnxClassifier(tmp_path / "int8", threads=1, max_length=32)
+    p8 = int8_clf.predict_proba(TEXTS)
     assert p8.shape == ref.shape and parity(ref, p8)["max_prob_diff"] < 0.2
+    # one text per call by default: a text's answer is the same in any list, as `serve` gives it alone ...
+    alone = np.concatenate([int8_clf.predict_proba([t]) for t in TEXTS])
+    assert np.array_equal(p8, alone) and np.array_equal(int8_clf.predict_proba(TEXTS[::-1]), alone[::-1])
+    if scheme == "dynamic":  # ... whereas in a batch, one activation scale for all texts moves each one's scores
+        assert not np.array_equal(int8_clf.predict_proba(TEXTS, batch_size=len(TEXTS)), alone)
     # Gather included: the 250k-row embedding table is int8 too, so the file is ~4x smaller than fp32
     assert fp32.stat().st_size / int8.stat().st_size > 3.5
 

@@ -224,7 +224,8 @@ def markdown(report: dict, labels: list[str], minority: str) -> str:
         f"Hardware: {hw['cpu']}, {hw['logical_cores']} logical cores; torch {hw['torch']}, onnxruntime "
         f"{hw['onnxruntime']}. Latency: one comment per call (batch 1), p50/p95 over real test texts "
         f"(mean {hw['text_chars']:.0f} characters) after warm-up, with 1 thread and with all "
-        f"{hw['all_threads']} threads; throughput at batch {hw['throughput_batch']} with all threads. "
+        f"{hw['all_threads']} threads; throughput: lists of {hw['throughput_batch']} comments with all threads "
+        "(the ONNX students take them one at a time, as `predict` and `serve` do). "
         f"Intervals: 95 % bootstrap ({hw['bootstrap']} resamples).",
         "",
         f"| model | accuracy | macro-F1 [95 % CI] | {minority} F1 [95 % CI] | p50 / p95 ms, 1 thread | "

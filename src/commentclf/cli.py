@@ -91,7 +91,9 @@ def predict(
     id_column: str = typer.Option("id", help="id column of --input; the row number where there is none"),
     model: Path = typer.Option(Path("models/onnx/int8"), help="ONNX student folder"),
     params: Path = typer.Option(Path("params.yaml"), help="for the student's prefix and max_length"),
-    batch_size: int = typer.Option(64, min=1, help="texts per model call"),
+    batch_size: int = typer.Option(
+        1, min=1, help="texts per model call; above 1, an int8 model's answer depends on the batch-mates"
+    ),
     part_rows: int = typer.Option(10_000, min=1, help="input rows per output part (the unit of resuming)"),
     engine: str = typer.Option("local", help="local: this process, streaming | ray: Ray Data (the `ray` extra)"),
     address: str = typer.Option(None, help="ray: a running cluster's address (default: RAY_ADDRESS, else a local Ray)"),

@@ -60,7 +60,11 @@ class OnnxClassifier:
         }
         return {k: np.array(v, dtype=np.int64) for k, v in feed.items() if k in self.inputs}
 
-    def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    def predict_proba(self, texts: list[str], batch_size: int = 1) -> np.ndarray:
+        """Probabilities per text. One text per call by default: the int8 kernels quantise a call's
+        activations with one scale, so in a batch a text's answer depends on its batch-mates (and on their
+        padding); alone, every caller (`predict`, `serve`, the parity gate) gets the same answer, and on
+        CPU it is as fast as a batch of unsorted texts (docs/design.md)."""
         out = []
         for start in range(0, len(texts), batch_size):
             logits = self.session.run(["logits"], self.encode(texts[start : start + batch_size]))[0]

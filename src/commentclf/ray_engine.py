@@ -147,7 +147,7 @@ def label_file_ray(
     text_column: str = "text",
     id_column: str = "id",
     part_rows: int = 10_000,
-    batch_size: int = 64,
+    batch_size: int = 1,
 ) -> dict:
     """`streaming.label_file` on Ray: same output, same manifest (engine "ray"). `clf` is the driver's copy of
     the model (its hash names the output; it labels nothing unless the input has no rows)."""

@@ -133,7 +133,7 @@ def label_file(
     text_column: str = "text",
     id_column: str = "id",
     part_rows: int = 10_000,
-    batch_size: int = 64,
+    batch_size: int = 1,
     on_part: Callable[[dict, int], None] | None = None,
 ) -> dict:
     """Label `input` into parquet parts under `out_dir`, resuming from its manifest; returns the manifest.
