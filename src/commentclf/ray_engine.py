@@ -22,8 +22,8 @@ from pathlib import Path
 import polars as pl
 
 from commentclf.errors import DataError, EngineError
-from commentclf.files import write_atomic
 from commentclf.streaming import (
+    add_part,
     finish_output,
     input_parts,
     label_part,
@@ -164,8 +164,7 @@ def label_file_ray(
     total = scan.select(pl.len()).collect().item()
     if total == 0:  # a header-only file: one empty part with the output's columns, as the local engine writes
         empty = label_part(clf, scan.with_row_index("__row").head(0).collect(), text_column, id_column, batch_size)
-        write_atomic(out_dir / part_name(0), empty.write_parquet)
-        manifest["parts"] = [{"file": part_name(0), "first_row": 0, "rows": 0, "unlabelled": 0}]
+        add_part(out_dir, manifest, 0, empty)
         return finish_output(out_dir, manifest, input, total)
 
     staged, written = out_dir / STAGED, out_dir / WRITTEN
@@ -177,8 +176,7 @@ def label_file_ray(
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # output in input order: the parts are filed as written
-        # Reading and writing parquet is light work: a sliver of a CPU each, so that actors holding every CPU
-        # (2 actors on 2 cores) do not leave the reads and writes waiting for a whole one (a deadlock).
+        # Reading and writing parquet is light work: a sliver of a CPU each leaves the cores to the actors.
         io = {"num_cpus": IO_CPUS}
         ray.data.read_parquet(str(staged), ray_remote_args=io, override_num_blocks=blocks).map_batches(
             Labeller,
@@ -208,16 +206,7 @@ def label_file_ray(
     files = sorted(written.glob("*.parquet"))
     _check_rows(files, total)
     for start, df in _in_input_order(files):
-        if not len(df):
-            continue
-        part = {
-            "file": part_name(len(manifest["parts"])),
-            "first_row": start,
-            "rows": len(df),
-            "unlabelled": df["label"].null_count(),
-        }
-        write_atomic(out_dir / part["file"], df.drop(ORDER).write_parquet)
-        manifest["parts"].append(part)
+        add_part(out_dir, manifest, start, df.drop(ORDER))
     shutil.rmtree(staged)
     shutil.rmtree(written)
     return finish_output(out_dir, manifest, input, total)

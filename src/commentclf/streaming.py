@@ -115,6 +115,20 @@ def open_output(
     return scan, manifest
 
 
+def add_part(out_dir: Path, manifest: dict, first_row: int, labelled: pl.DataFrame) -> dict:
+    """Write the next part (atomically) and record it in the manifest, which is rewritten at once."""
+    part = {
+        "file": part_name(len(manifest["parts"])),
+        "first_row": first_row,
+        "rows": len(labelled),
+        "unlabelled": labelled["label"].null_count(),
+    }
+    write_atomic(out_dir / part["file"], labelled.write_parquet)
+    manifest["parts"].append(part)
+    write_manifest(out_dir, manifest)
+    return part
+
+
 def finish_output(out_dir: Path, manifest: dict, input: Path, total: int) -> dict:
     """Close a manifest whose parts cover the input: totals, a row-count check, `complete`."""
     manifest["rows"] = sum(p["rows"] for p in manifest["parts"])
@@ -148,16 +162,7 @@ def label_file(
     if total == 0:  # a header-only file still gives an output (one empty part) with the output's columns
         parts = iter([scan.with_row_index("__row").head(0).collect()])
     for df in parts:
-        labelled = label_part(clf, df, text_column, id_column, batch_size)
-        part = {
-            "file": part_name(len(manifest["parts"])),
-            "first_row": start,
-            "rows": len(df),
-            "unlabelled": labelled["label"].null_count(),
-        }
-        write_atomic(out_dir / part["file"], labelled.write_parquet)
-        manifest["parts"].append(part)
-        write_manifest(out_dir, manifest)
+        part = add_part(out_dir, manifest, start, label_part(clf, df, text_column, id_column, batch_size))
         start += len(df)
         if on_part:
             on_part(part, total)
