@@ -110,6 +110,28 @@ def test_frozen_head_equals_logistic_regression(e5_folder, tmp_path):
     assert isinstance(model, MeanPoolingClassifier)
 
 
+def test_fewer_layers_keep_the_first_pretrained_layers_and_save_a_smaller_student(e5_folder, tmp_path):
+    from commentclf.errors import ParamsError
+
+    full = MeanPoolingClassifier.from_pretrained(e5_folder, num_labels=3)
+    s = section("student", layers=2, epochs=1, batch_size=9, max_length=32, lr=1e-4, head_lr=None, prefix="query: ")
+    train_student(str(e5_folder), TEXTS, GOLD, TEXTS, GOLD, LABELS, "pro_russia", s, 0, tmp_path)
+    model, tok = load_student(tmp_path)
+    assert model.config.num_hidden_layers == 2 and len(model.bert.encoder.layer) == 2
+    assert predict_proba(model, tok, TEXTS, "query: ", 32).shape == (9, 3)
+    # frozen embeddings: the table is the base encoder's, so these are its weights, not fresh ones
+    assert torch.equal(model.bert.embeddings.word_embeddings.weight, full.bert.embeddings.word_embeddings.weight)
+    from commentclf.student import _load_model
+
+    truncated = _load_model(str(e5_folder), "mean", LABELS, layers=3)
+    assert len(truncated.bert.encoder.layer) == 3
+    for kept, original in zip(truncated.bert.encoder.layer, full.bert.encoder.layer[:3], strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(kept.parameters(), original.parameters(), strict=True))
+    with pytest.raises(ParamsError, match="student.layers is 13 but .* has only 12 layers"):
+        too_many = s.model_copy(update={"layers": 13})
+        train_student(str(e5_folder), TEXTS, GOLD, TEXTS, GOLD, LABELS, "pro_russia", too_many, 0)
+
+
 @pytest.mark.parametrize(
     "scheme, kernels",
     [("hybrid", {"MatMulInteger", "MatMulNBits"}), ("blockwise", {"MatMulNBits"}), ("dynamic", {"MatMulInteger"})],

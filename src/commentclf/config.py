@@ -213,6 +213,10 @@ class StudentConfig(Section):
     mode: Literal["finetune", "head"]
     """`finetune`: the whole encoder + head, class-weighted cross-entropy. `head`: frozen embeddings +
     LogisticRegression (fast baseline), saved as the same kind of model."""
+    layers: int | None = Field(ge=1)
+    """Keep only the first `layers` transformer layers of `body` (the rest are dropped before fine-tuning, so
+    the student is trained, not pruned after); null = all of them. Latency and the non-embedding weights
+    shrink in proportion; the benchmark's `student.layers` sweep gives the quality/latency curve."""
     head: Literal["mean", "cls"]
     """`mean`: mean-pooling head (e5 has no pooler weights). `cls`: AutoModelForSequenceClassification's
     CLS + randomly initialised pooler, for comparison."""

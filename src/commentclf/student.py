@@ -25,6 +25,7 @@ from transformers import AutoTokenizer, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from commentclf.config import StudentConfig
+from commentclf.errors import ParamsError
 from commentclf.metrics import classification_report
 
 
@@ -94,9 +95,19 @@ def length_batches(lengths: list[int], batch_size: int, rng: np.random.Generator
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def _load_model(body: str, head: str, label_names: list[str]):
+def _load_model(body: str, head: str, label_names: list[str], layers: int | None = None):
+    """The encoder with a fresh classification head; `layers`: keep only its first k layers."""
+    from transformers import AutoConfig
+
     id2label = dict(enumerate(label_names))
     kwargs = {"num_labels": len(label_names), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
+    if layers is not None:
+        available = AutoConfig.from_pretrained(body).num_hidden_layers
+        if layers > available:
+            raise ParamsError(f"student.layers is {layers} but {body} has only {available} layers")
+        # A smaller config makes from_pretrained load layers 0..k-1 and skip the rest: the kept layers are
+        # the pre-trained ones, and the saved student is an ordinary k-layer model (ONNX, serve unchanged).
+        kwargs["num_hidden_layers"] = layers
     if head == "mean":
         return MeanPoolingClassifier.from_pretrained(body, **kwargs)
     from transformers import AutoModelForSequenceClassification
@@ -138,7 +149,7 @@ def train_student(
     `s.head` (compare other heads with `s.model_copy(update={"head": ...})`)."""
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(body)
-    model = _load_model(body, s.head, label_names)
+    model = _load_model(body, s.head, label_names, s.layers)
     target = torch.tensor(one_hot(labels, label_names) if targets is None else targets, dtype=torch.float32)
     weights = class_weights(target.numpy())
     # The head (and the CLS pooler, which e5 lacks) starts from random weights while the encoder is
@@ -270,7 +281,7 @@ def frozen_head_baseline(
 
     prefix, max_length = s.prefix, s.max_length
     tokenizer = AutoTokenizer.from_pretrained(body)
-    model = _load_model(body, "mean", label_names).eval()
+    model = _load_model(body, "mean", label_names, s.layers).eval()
 
     def embed(batch_texts: list[str]) -> np.ndarray:
         out = []
