@@ -6,8 +6,12 @@ row has an out-of-fold probability; SetFit and the LLM, when listed, are out-of-
 and saved as a model, with the refitted cheap teachers. Every teacher and the ensemble are reported on
 their out-of-fold seed rows side by side, and, with label.gold, against the true labels of every pool row.
 Output rows: id, text, label, confidence, kept, <teacher>_label for each teacher, and proba_<label> for
-every label (the ensemble's distribution)."""
+every label (the ensemble's distribution).
 
+The row scoring (e5 embeddings, SetFit and LLM probabilities) runs in this process or, with
+`label.engine: ray`, on Ray Data actors (commentclf.scoring, commentclf.ray_engine): same parts, same numbers."""
+
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,11 +23,11 @@ from rich.console import Console
 
 from commentclf.config import load_params
 from commentclf.data import load_labeled, read_split
-from commentclf.encoders import load_embedder
 from commentclf.ensemble import Ensemble, pseudo_label_accuracy
 from commentclf.files import write_json
 from commentclf.manifest import read_manifest
 from commentclf.metrics import classification_report
+from commentclf.scoring import RowScorer, score_rows
 from commentclf.seeding import seed_everything
 from commentclf.stage import run
 from commentclf.teachers import CHEAP_TEACHERS, fit_cheap_teacher, full_proba, teacher_input
@@ -52,33 +56,37 @@ def main(
     pool = pool.head(lc.max_pool) if lc.max_pool else pool
     pool_texts = pool["text"].to_list()
 
-    embed = load_embedder(read_manifest(assets)["encoder"], prefix=cfg.student.prefix)
-    seed_emb, pool_emb = embed(seed_texts), embed(pool_texts)
-    others = {}
-    if "setfit" in lc.teachers:
-        from commentclf.setfit_model import load_setfit, setfit_proba
+    # Row by row (the heavy part, on either engine): the e5 embedding of every seed and pool row, and the
+    # model teachers' probabilities of the dev and pool rows (they were trained on the train rows).
+    texts = seed_texts + pool_texts
+    needs_models = np.concatenate([is_dev, np.ones(len(pool_texts), dtype=bool)])
+    encoder = read_manifest(assets)["encoder"]
+    t0 = time.perf_counter()
+    if lc.engine == "ray":
+        from commentclf.ray_engine import RayOptions, import_ray, score_rows_ray
 
-        setfit = load_setfit(setfit_dir)
-        others["setfit"] = lambda texts: setfit_proba(setfit, texts, cfg.setfit.prefix)
-    if "llm" in lc.teachers:
-        from commentclf.llm.head import load_llm
-
-        llm = load_llm(llm_dir, quantize=cfg.llm.quantize)
-        others["llm"] = lambda texts: llm.score(texts, cfg.llm.score_batch_size)
+        import_ray()  # a missing extra is the first thing to say
+        opts = RayOptions(address=lc.ray_address, actors=lc.ray_actors, threads=lc.ray_threads)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".ray_", dir=out.parent) as work_dir:
+            scores = score_rows_ray(cfg, encoder, setfit_dir, llm_dir, texts, needs_models, opts, Path(work_dir))
+    else:
+        scores = score_rows(RowScorer(cfg, encoder, setfit_dir, llm_dir), texts, needs_models, lc.part_rows)
+    scoring_seconds = time.perf_counter() - t0
+    n_seed = len(seed_rows)
+    seed_emb, pool_emb = scores["embedding"][:n_seed], scores["embedding"][n_seed:]
 
     oof, pool_p, fitted, seconds = {}, {}, {}, {}
     for name in lc.teachers:
-        t0 = time.perf_counter()
         if name in CHEAP_TEACHERS:
+            t0 = time.perf_counter()
             fitted[name], oof[name] = fit_cheap_teacher(
                 name, lc, cfg.seed, len(labels), seed_texts, seed_emb, y, pool_emb
             )
             pool_p[name] = full_proba(fitted[name], teacher_input(name, pool_texts, pool_emb), len(labels))
-        else:  # trained on the train split: only dev rows are out-of-fold
-            p = np.full((len(seed_rows), len(labels)), np.nan)
-            p[is_dev] = others[name](dev["text"].to_list())
-            oof[name], pool_p[name] = p, others[name](pool_texts)
-        seconds[name] = round(time.perf_counter() - t0, 1)
+            seconds[name] = round(time.perf_counter() - t0, 1)
+        else:  # trained on the train split: only dev rows are out-of-fold (the train rows are NaN)
+            oof[name], pool_p[name] = scores[name][:n_seed], scores[name][n_seed:]
 
     ensemble = Ensemble.fit(oof, y, labels, lc)
     ensemble.save(ensemble_out)
@@ -121,7 +129,13 @@ def main(
         "confidence_floor": lc.confidence_floor,
         "class_mix": {label: int((pseudo["label"] == label).sum()) for label in labels},
         "class_mix_kept": {label: int((kept["label"] == label).sum()) for label in labels},
-        "teacher_seconds": seconds,
+        "teacher_seconds": seconds,  # the cheap teachers' fits; the models' scoring is in `scoring`
+        "scoring": {
+            "engine": lc.engine,
+            "rows": len(texts),
+            "seconds": round(scoring_seconds, 1),
+            "rows_per_s": round(len(texts) / scoring_seconds, 1),
+        },
         "seconds": round(time.perf_counter() - start, 1),
     }
     if lc.gold:

@@ -1,5 +1,6 @@
 """`commentclf predict --engine ray`: the same output as the local engine, on a local Ray, on a two-node
-cluster, and after one of its actors is killed; a clear message without the `ray` extra."""
+cluster, and after one of its actors is killed; a clear message without the `ray` extra. `llm_label` with
+`label.engine: ray`: the local engine's pseudo-labels."""
 
 import json
 import os
@@ -144,3 +145,31 @@ import json, ray
 ray.init(address="{address}", log_to_driver=False)
 print(json.dumps(len([n for n in ray.nodes() if n["Alive"]])))
 """
+
+
+@pytest.mark.slow
+def test_llm_label_on_ray_gives_the_local_pseudo_labels(smoke_repo, tmp_path):
+    """`label.engine: ray` scores the rows on two actors (e5, SetFit and the LLM teacher each loaded once per
+    actor) and gives the local engine's pseudo-labels: the same argmax, probabilities within 1e-5."""
+    import numpy as np
+    import yaml
+
+    params = yaml.safe_load((smoke_repo / "params.yaml").read_text())
+    outputs = {}
+    for engine in ("local", "ray"):
+        params["label"].update(engine=engine, part_rows=16, ray_actors=2, ray_threads=1)  # several parts
+        (tmp_path / f"{engine}.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
+        out = tmp_path / engine
+        cmd = ["python", "stages/llm_label.py", "--params", str(tmp_path / f"{engine}.yaml")]
+        cmd += ["--assets", "models/base", "--split-dir", "data/split", "--setfit-dir", "models/setfit"]
+        cmd += ["--llm-dir", "models/llm", "--teachers-out", str(out / "teachers.joblib")]
+        cmd += ["--ensemble-out", str(out / "ensemble.json"), "--out", str(out / "pseudo.parquet")]
+        run_cmd([*cmd, "--metrics", str(out / "label.json")], smoke_repo, timeout=900)
+        outputs[engine] = pl.read_parquet(out / "pseudo.parquet")
+        assert json.loads((out / "label.json").read_text())["scoring"]["engine"] == engine
+    local, ray = outputs["local"], outputs["ray"]
+    assert "llm_label" in local.columns and len(local) == params["label"]["max_pool"]
+    proba = ["confidence", *(c for c in local.columns if c.startswith("proba_"))]
+    assert ray.drop(proba).equals(local.drop(proba))  # ids, texts, labels, every teacher's label, kept
+    assert np.abs(ray.select(proba).to_numpy() - local.select(proba).to_numpy()).max() < 1e-5
+    assert not list(tmp_path.glob("ray/.ray_*"))  # Ray's staged input and output are cleaned up

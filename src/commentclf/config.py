@@ -202,6 +202,19 @@ class LabelConfig(Section):
     rare label's share). `none`: no bias."""
     confidence_floor: float = Field(ge=0, le=1)
     """Pseudo-labels whose ensemble probability is below this are not kept for the student."""
+    engine: Literal["local", "ray"]
+    """Where the rows are scored (the e5 embedding of every seed and pool row, and the setfit / llm
+    probabilities): `local`, in this process; `ray`, on Ray Data actors that each load the models once (the
+    `ray` extra; a local Ray, or the cluster at `ray_address`). The fits, the spreading and the ensemble stay
+    in the stage's process; both engines score the same parts with the same code (docs/scale.md)."""
+    part_rows: int = Field(ge=1)
+    """Rows scored per call, on both engines (Ray's batch size): a bound on the memory one call takes."""
+    ray_address: str | None
+    """`engine: ray`: a running cluster's address; null = RAY_ADDRESS, else a local Ray on every core."""
+    ray_actors: int = Field(ge=1)
+    """`engine: ray`: actors, each holding its own copy of the models."""
+    ray_threads: int = Field(ge=1)
+    """`engine: ray`: torch threads (and Ray CPUs) per actor."""
     gold: str | None
     """Optional labelled file covering pool texts (e.g. RUW labeled.csv), used only to report the accuracy
     of the pseudo-labels; never for training or selection."""

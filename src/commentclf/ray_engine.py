@@ -1,5 +1,6 @@
 """Label a file on Ray Data (`commentclf predict --engine ray`): the same rows, ids, labels and output layout
 as the local engine (commentclf.streaming), with the model on a pool of actors that may span a cluster.
+`score_rows_ray` does the same for llm_label's row scoring (`label.engine: ray`, commentclf.scoring).
 
 The driver stages the input as parquet files of `part_rows` rows carrying their row number (polars,
 streamed: cheap beside the model), Ray reads them (`ray.data.read_parquet`), an actor pool labels batches
@@ -19,6 +20,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from commentclf.errors import DataError, EngineError
@@ -138,6 +140,34 @@ def _in_input_order(files: list[Path]):
         yield 0, pl.scan_parquet(files).sort(ORDER).collect()
 
 
+def _map_parts(ray, opts: RayOptions, actor, kwargs: dict, staged: Path, blocks: int, part_rows: int, written: Path):
+    """Ray Data over the staged parquet parts: read, `actor` (built once per replica from `kwargs`) on each
+    part, write parquet to `written`. Starts (and stops) a local Ray or attaches to a cluster (`opts`)."""
+    started = _init_ray(ray, opts)
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True  # output in input order: the parts are filed as written
+        # Reading and writing parquet is light work: a sliver of a CPU each leaves the cores to the actors.
+        io = {"num_cpus": IO_CPUS}
+        ray.data.read_parquet(str(staged), ray_remote_args=io, override_num_blocks=blocks).map_batches(
+            actor,
+            fn_constructor_kwargs=kwargs,
+            batch_size=part_rows,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=opts.actors),
+            num_cpus=opts.threads,
+        ).write_parquet(str(written), ray_remote_args=io)
+    except Exception as err:  # a worker's exception arrives wrapped in Ray's; say what failed, keep the cause
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise EngineError(
+            f"the Ray run failed ({type(err).__name__}: {first[:300]}); nothing was filed: run the same "
+            "command again (see Ray's logs under /tmp/ray/session_latest/logs)"
+        ) from err
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def label_file_ray(
     clf,
     model_dir: Path,
@@ -172,36 +202,15 @@ def label_file_ray(
     blocks = 0
     for blocks, df in enumerate(input_parts(scan, 0, part_rows, input), start=1):
         df.write_parquet(staged / part_name(blocks - 1))
-    started = _init_ray(ray, opts)
-    try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True  # output in input order: the parts are filed as written
-        # Reading and writing parquet is light work: a sliver of a CPU each leaves the cores to the actors.
-        io = {"num_cpus": IO_CPUS}
-        ray.data.read_parquet(str(staged), ray_remote_args=io, override_num_blocks=blocks).map_batches(
-            Labeller,
-            fn_constructor_kwargs={
-                "model_dir": str(model_dir.resolve()),
-                "max_length": clf.max_length,
-                "prefix": clf.prefix,
-                "threads": opts.threads,
-                "columns": (text_column, id_column),
-                "batch_size": batch_size,
-            },
-            batch_size=part_rows,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=opts.actors),
-            num_cpus=opts.threads,
-        ).write_parquet(str(written), ray_remote_args=io)
-    except Exception as err:  # a worker's exception arrives wrapped in Ray's; say what failed, keep the cause
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise EngineError(
-            f"the Ray run failed ({type(err).__name__}: {first[:300]}); nothing was filed: run the same "
-            "command again (see Ray's logs under /tmp/ray/session_latest/logs)"
-        ) from err
-    finally:
-        if started:
-            ray.shutdown()
+    kwargs = {
+        "model_dir": str(model_dir.resolve()),
+        "max_length": clf.max_length,
+        "prefix": clf.prefix,
+        "threads": opts.threads,
+        "columns": (text_column, id_column),
+        "batch_size": batch_size,
+    }
+    _map_parts(ray, opts, Labeller, kwargs, staged, blocks, part_rows, written)
 
     files = sorted(written.glob("*.parquet"))
     _check_rows(files, total)
@@ -210,3 +219,50 @@ def label_file_ray(
     shutil.rmtree(staged)
     shutil.rmtree(written)
     return finish_output(out_dir, manifest, input, total)
+
+
+class RowScoring:
+    """One actor: llm_label's RowScorer (e5 and the model teachers), loaded once, scoring Arrow batches."""
+
+    def __init__(self, cfg, encoder: str, setfit_dir: str, llm_dir: str, threads: int):
+        from commentclf.scoring import RowScorer
+
+        self.scorer = RowScorer(cfg, encoder, Path(setfit_dir), Path(llm_dir), threads)
+
+    def __call__(self, batch):
+        df = pl.from_arrow(batch)
+        scores = self.scorer(df["text"].to_list(), df["needs_models"].to_numpy())
+        columns = [pl.Series(name, values) for name, values in scores.items()]  # 2-D arrays become Array columns
+        return pl.DataFrame([df["__row"].cast(pl.Int64).alias(ORDER), *columns]).to_arrow()
+
+
+def score_rows_ray(
+    cfg, encoder: str, setfit_dir: Path, llm_dir: Path, texts: list[str], needs_models, opts: RayOptions, work_dir: Path
+) -> dict:
+    """`scoring.score_rows` on Ray: the same parts of `cfg.label.part_rows` rows, scored by `opts.actors`
+    RowScoring actors; the rows come back checked (each exactly once) and in input order. `work_dir` holds
+    the staged input and Ray's output while it runs."""
+    ray = import_ray()
+    part_rows = cfg.label.part_rows
+    staged, written = work_dir / STAGED, work_dir / WRITTEN
+    for stale in (staged, written):
+        shutil.rmtree(stale, ignore_errors=True)
+    staged.mkdir(parents=True)
+    rows = pl.DataFrame({"__row": np.arange(len(texts)), "text": texts, "needs_models": np.asarray(needs_models)})
+    blocks = 0
+    for blocks, start in enumerate(range(0, len(texts), part_rows), start=1):
+        rows.slice(start, part_rows).write_parquet(staged / part_name(blocks - 1))
+    kwargs = {
+        "cfg": cfg,
+        "encoder": str(Path(encoder).resolve()) if Path(encoder).exists() else encoder,  # a folder, or a hub id
+        "setfit_dir": str(Path(setfit_dir).resolve()),
+        "llm_dir": str(Path(llm_dir).resolve()),
+        "threads": opts.threads,
+    }
+    _map_parts(ray, opts, RowScoring, kwargs, staged, blocks, part_rows, written)
+    files = sorted(written.glob("*.parquet"))
+    _check_rows(files, len(texts))
+    scored = pl.scan_parquet(files).sort(ORDER).collect()
+    shutil.rmtree(staged)
+    shutil.rmtree(written)
+    return {name: scored[name].to_numpy() for name in scored.columns if name != ORDER}

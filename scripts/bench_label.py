@@ -1,0 +1,102 @@
+"""`llm_label` on each engine setting, in a checkout that has run the pipeline: wall time, rows scored per
+second, peak RSS of the whole process tree (Ray's raylet and actors included), and whether the pseudo-labels
+equal the first setting's (argmax exactly, probabilities within 1e-5).
+
+    python scripts/bench_label.py --run-dir /path/to/run --setting local --setting ray:1x2 --setting ray:2x1 \
+        --out reports/ruw/label_engines.json
+
+Each setting runs the stage's own command in a child process on a copy of the run's params with `label.engine`
+(and for `ray:AxT`, A actors of T threads) changed; its outputs go to a scratch folder, never the run's.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import polars.selectors as cs
+import typer
+import yaml
+from bench_predict import tree_rss_peak  # scripts/ is on sys.path when a script runs
+
+from commentclf.benchmark import hardware
+
+
+def run_stage(run_dir: Path, params: Path, out: Path) -> tuple[float, float]:
+    """(seconds, peak MB of the process tree) of one llm_label run."""
+    cmd = [sys.executable, "stages/llm_label.py", "--params", str(params), "--assets", "models/base"]
+    cmd += ["--split-dir", "data/split", "--setfit-dir", "models/setfit", "--llm-dir", "models/llm"]
+    cmd += ["--teachers-out", str(out / "teachers.joblib"), "--ensemble-out", str(out / "ensemble.json")]
+    cmd += ["--out", str(out / "pseudo.parquet"), "--metrics", str(out / "label.json")]
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, cwd=run_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stop, peak = threading.Event(), [0.0]
+    sampler = threading.Thread(target=tree_rss_peak, args=(child.pid, stop, peak))
+    sampler.start()
+    output, _ = child.communicate()
+    stop.set()
+    sampler.join()
+    if child.returncode:
+        raise SystemExit(f"llm_label failed:\n{output[-3000:]}")
+    return time.perf_counter() - start, peak[0]
+
+
+def main(
+    run_dir: Path = typer.Option(..., help="checkout that has run the pipeline up to llm_label"),
+    setting: list[str] = typer.Option(["local"], help="local, or ray:AxT (A actors of T threads)"),
+    out: Path = typer.Option(..., help="JSON report"),
+) -> None:
+    base = yaml.safe_load((run_dir / "params.yaml").read_text())
+    results, reference = [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        for how in setting:
+            params = json.loads(json.dumps(base))
+            if how == "local":
+                params["label"]["engine"] = "local"
+            else:
+                actors, threads = how.removeprefix("ray:").split("x")
+                params["label"].update(engine="ray", ray_actors=int(actors), ray_threads=int(threads))
+            target = Path(tmp) / how.replace(":", "_")
+            target.mkdir()
+            (target / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
+            seconds, peak_mb = run_stage(run_dir, target / "params.yaml", target)
+            metrics = json.loads((target / "label.json").read_text())
+            pseudo = pl.read_parquet(target / "pseudo.parquet")
+            proba = pseudo.select(cs.starts_with("proba_")).to_numpy()
+            row = {
+                "setting": how,
+                "rows_scored": metrics["scoring"]["rows"],
+                "pool_rows": len(pseudo),
+                "stage_seconds": round(seconds, 1),
+                "scoring_seconds": metrics["scoring"]["seconds"],
+                "scoring_rows_per_s": metrics["scoring"]["rows_per_s"],
+                "tree_peak_rss_mb": round(peak_mb, 1),
+            }
+            if reference is None:
+                reference = (pseudo["label"], proba)
+            else:
+                row["same_labels_as_first"] = bool((pseudo["label"] == reference[0]).all())
+                row["max_proba_diff_vs_first"] = float(np.abs(proba - reference[1]).max())
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    report = {
+        "what": "llm_label (stages/llm_label.py) per engine setting, one process each; scoring = the e5 embedding "
+        "of every seed and pool row and the model teachers' probabilities of the dev and pool rows",
+        "teachers": base["label"]["teachers"],
+        "part_rows": base["label"]["part_rows"],
+        "hardware": hardware(),
+        "results": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,117 @@
+"""The student's quality/latency curve over `student.layers`: one `dvc exp run -S student.layers=K` per K in a
+checkout that has run the pipeline (e5_train, onnx_export and benchmark rerun; everything upstream is reused),
+then the workspace is put back to the run's own value (DVC's run cache restores it without training).
+
+    python scripts/layers_sweep.py --run-dir /path/to/run --layers 6 --layers 9 --out reports/ruw/layers.json
+
+Per K: the torch student and the deployed int8 model from the benchmark stage (size, p50 at batch 1 with 1
+thread and with all threads, throughput, test macro-F1 with its interval), the parity gate's agreement, the
+training time, and the paired macro-F1 difference of the deployed model against the run's own deployed model
+(same test rows, paired bootstrap). A K whose export fails the parity gate is reported with the stage's error.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from commentclf.benchmark import paired_difference
+from commentclf.config import load_params
+
+
+def dvc_exp_run(run_dir: Path, layers: int | None) -> subprocess.CompletedProcess:
+    value = "null" if layers is None else str(layers)
+    return subprocess.run(
+        ["dvc", "exp", "run", "-S", f"student.layers={value}"], cwd=run_dir, capture_output=True, text=True
+    )
+
+
+def measure(run_dir: Path) -> dict:
+    """What the workspace's last benchmark says of the torch student and the deployed model."""
+    bench = json.loads((run_dir / "metrics/benchmark.json").read_text())
+    onnx = json.loads((run_dir / "metrics/onnx.json").read_text())
+    student = json.loads((run_dir / "metrics/student.json").read_text())
+    config = json.loads((run_dir / "models/student/config.json").read_text())
+    deployed = bench["deployed"]
+    point = {"layers": config["num_hidden_layers"], "train_seconds": student["train_seconds"], "deployed": deployed}
+    for role, name in (("torch", "student_torch"), ("int8", deployed)):
+        m = bench["models"][name]
+        point[role] = {
+            "size_mb": m["size_mb"],
+            "p50_ms_1_thread": round(m["latency_ms"]["p50_bs1_1t"], 2),
+            "p50_ms_all_threads": round(m["latency_ms"]["p50_bs1"], 2),
+            "throughput_per_s": round(m["throughput_per_s"], 1),
+            "macro_f1": m["macro_f1"],
+            "macro_f1_ci": m["macro_f1_ci"],
+            "minority_f1": m["minority_f1"],
+        }
+    point["int8"]["gate_agreement"] = onnx["int8_vs_torch"]["argmax_agreement"]
+    point["int8"]["test_agreement"] = onnx["int8_vs_torch"].get("test_argmax_agreement")
+    confusion = run_dir / "dvclive/benchmark/plots/sklearn" / f"{deployed}.json"
+    rows = json.loads(confusion.read_text())  # the test rows in order: (actual, predicted)
+    point["gold"], point["predicted"] = [r["actual"] for r in rows], [r["predicted"] for r in rows]
+    return point
+
+
+def main(
+    run_dir: Path = typer.Option(..., help="checkout that has run the pipeline (dvc repro / make exp)"),
+    layers: list[int] = typer.Option(..., help="values of student.layers to try"),
+    out: Path = typer.Option(..., help="JSON report"),
+) -> None:
+    console = Console()
+    cfg = load_params(run_dir / "params.yaml")
+    original = cfg.student.layers
+    points = [measure(run_dir)]
+    reference = points[0]
+    try:
+        for k in layers:
+            console.print(f"student.layers={k}: dvc exp run …")
+            proc = dvc_exp_run(run_dir, k)
+            if proc.returncode:
+                tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+                points.append({"layers": k, "failed": " / ".join(tail)})
+                continue
+            points.append(measure(run_dir))
+    finally:
+        restored = dvc_exp_run(run_dir, original)
+        if restored.returncode:
+            console.print(f"[red]could not restore student.layers={original}:[/] {restored.stderr[-500:]}")
+    labels, minority = cfg.label_names, cfg.minority_label
+    for p in points:
+        if "predicted" in p:
+            p["int8"]["vs_reference"] = paired_difference(
+                reference["gold"], p["predicted"], reference["predicted"], labels, minority, 1000, cfg.seed
+            )
+    torch_ref = reference["torch"]  # the issue's yardstick: the full student in torch
+    for p in points:
+        if "int8" in p:
+            i = p["int8"]
+            i["speedup_vs_reference_torch"] = round(torch_ref["p50_ms_1_thread"] / i["p50_ms_1_thread"], 2)
+            i["shrink_vs_reference_torch"] = round(torch_ref["size_mb"] / i["size_mb"], 1)
+        p.pop("gold", None), p.pop("predicted", None)
+    report = {
+        "what": "student.layers sweep: dvc exp run per value; test = the run's test split",
+        "reference": f"the run's own student ({reference['layers']} layers)",
+        "test_rows": len(reference["gold"]),
+        "points": sorted(points, key=lambda p: p["layers"]),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    for p in report["points"]:
+        if "failed" in p:
+            console.print(f"{p['layers']:>2} layers: failed: {p['failed']}")
+            continue
+        i, d = p["int8"], p["int8"]["vs_reference"]
+        console.print(
+            f"{p['layers']:>2} layers: int8 {i['size_mb']} MB, p50 {i['p50_ms_1_thread']} ms (1t), "
+            f"macro-F1 {i['macro_f1']:.3f}, Δ vs reference {d['macro_f1']:+.3f} "
+            f"[{d['macro_f1_ci'][0]:+.3f}, {d['macro_f1_ci'][1]:+.3f}], gate {i['gate_agreement']:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    typer.run(main)
