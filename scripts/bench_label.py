@@ -5,13 +5,16 @@ equal the first setting's (argmax exactly, probabilities within 1e-5).
     python scripts/bench_label.py --run-dir /path/to/run --setting local --setting ray:1x2 --setting ray:2x1 \
         --out reports/ruw/label_engines.json
 
-Each setting runs the stage's own command in a child process on a copy of the run's params with `label.engine`
-(and for `ray:AxT`, A actors of T threads) changed; its outputs go to a scratch folder, never the run's.
+Each setting runs this checkout's stage (stages/llm_label.py, src/) in a child process on a copy of the run's
+params with `label.engine` (and for `ray:AxT`, A actors of T threads) changed, and `label` keys that the run's
+params lack (a run made before they existed) taken from this checkout's params.yaml; its outputs go to a
+scratch folder, never the run's.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,15 +31,18 @@ from bench_predict import tree_rss_peak  # scripts/ is on sys.path when a script
 
 from commentclf.benchmark import hardware
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def run_stage(run_dir: Path, params: Path, out: Path) -> tuple[float, float]:
     """(seconds, peak MB of the process tree) of one llm_label run."""
-    cmd = [sys.executable, "stages/llm_label.py", "--params", str(params), "--assets", "models/base"]
+    cmd = [sys.executable, str(REPO / "stages/llm_label.py"), "--params", str(params), "--assets", "models/base"]
     cmd += ["--split-dir", "data/split", "--setfit-dir", "models/setfit", "--llm-dir", "models/llm"]
     cmd += ["--teachers-out", str(out / "teachers.joblib"), "--ensemble-out", str(out / "ensemble.json")]
     cmd += ["--out", str(out / "pseudo.parquet"), "--metrics", str(out / "label.json")]
     start = time.perf_counter()
-    child = subprocess.Popen(cmd, cwd=run_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    child = subprocess.Popen(cmd, cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     stop, peak = threading.Event(), [0.0]
     sampler = threading.Thread(target=tree_rss_peak, args=(child.pid, stop, peak))
     sampler.start()
@@ -54,6 +60,8 @@ def main(
     out: Path = typer.Option(..., help="JSON report"),
 ) -> None:
     base = yaml.safe_load((run_dir / "params.yaml").read_text())
+    for key, value in yaml.safe_load((REPO / "params.yaml").read_text())["label"].items():
+        base["label"].setdefault(key, value)
     results, reference = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for how in setting:
