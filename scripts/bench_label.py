@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +24,7 @@ import polars as pl
 import polars.selectors as cs
 import typer
 import yaml
-from bench_predict import tree_rss_peak  # scripts/ is on sys.path when a script runs
+from bench_predict import run_measured  # scripts/ is on sys.path when a script runs
 
 from commentclf.benchmark import hardware
 
@@ -40,18 +37,11 @@ def run_stage(run_dir: Path, params: Path, out: Path) -> tuple[float, float]:
     cmd += ["--split-dir", "data/split", "--setfit-dir", "models/setfit", "--llm-dir", "models/llm"]
     cmd += ["--teachers-out", str(out / "teachers.joblib"), "--ensemble-out", str(out / "ensemble.json")]
     cmd += ["--out", str(out / "pseudo.parquet"), "--metrics", str(out / "label.json")]
-    start = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    child = subprocess.Popen(cmd, cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    stop, peak = threading.Event(), [0.0]
-    sampler = threading.Thread(target=tree_rss_peak, args=(child.pid, stop, peak))
-    sampler.start()
-    output, _ = child.communicate()
-    stop.set()
-    sampler.join()
-    if child.returncode:
-        raise SystemExit(f"llm_label failed:\n{output[-3000:]}")
-    return time.perf_counter() - start, peak[0]
+    returncode, stdout, stderr, seconds, peak = run_measured(cmd, run_dir, env)
+    if returncode:
+        raise SystemExit(f"llm_label failed:\n{(stdout + stderr)[-3000:]}")
+    return seconds, peak
 
 
 def main(

@@ -58,6 +58,19 @@ def tree_rss_peak(pid: int, stop: threading.Event, peak: list[float]) -> None:
         stop.wait(0.5)
 
 
+def run_measured(cmd: list[str], cwd: Path | None = None, env: dict | None = None):
+    """Run `cmd`; (returncode, stdout, stderr, seconds, peak MB of its process tree)."""
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stop, tree_peak = threading.Event(), [0.0]
+    sampler = threading.Thread(target=tree_rss_peak, args=(child.pid, stop, tree_peak))
+    sampler.start()
+    stdout, stderr = child.communicate()
+    stop.set()
+    sampler.join()
+    return child.returncode, stdout, stderr, time.perf_counter() - start, tree_peak[0]
+
+
 def engine_args(setting: str) -> list[str]:
     if setting == "local":
         return []
@@ -86,18 +99,8 @@ def main(
                 target = Path(tmp) / f"out_{n}"
                 cmd = [sys.executable, "-c", CHILD, "predict", "--input", str(data), "--output", str(target)]
                 cmd += ["--model", str(model), "--params", str(params), "--part-rows", str(part_rows)]
-                start = time.perf_counter()
-                child = subprocess.Popen(
-                    [*cmd, *engine_args(how)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-                )
-                stop, tree_peak = threading.Event(), [0.0]
-                sampler = threading.Thread(target=tree_rss_peak, args=(child.pid, stop, tree_peak))
-                sampler.start()
-                _, stderr = child.communicate()
-                stop.set()
-                sampler.join()
-                seconds = time.perf_counter() - start
-                if child.returncode:
+                returncode, _, stderr, seconds, tree_peak = run_measured([*cmd, *engine_args(how)])
+                if returncode:
                     raise SystemExit(f"predict ({how}) failed on {n} rows:\n{stderr[-2000:]}")
                 peak_kb = int(stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0])
                 labelled = pl.scan_parquet(str(target / "*.parquet")).select(pl.len()).collect().item()
@@ -109,7 +112,7 @@ def main(
                         "seconds": round(seconds, 1),
                         "rows_per_s": round(n / seconds, 1),
                         "peak_rss_mb": round(peak_kb / 1024, 1),
-                        "tree_peak_rss_mb": round(tree_peak[0], 1),
+                        "tree_peak_rss_mb": round(tree_peak, 1),
                     }
                 )
                 print(json.dumps(results[-1]), flush=True)
