@@ -5,10 +5,12 @@ at several input sizes, for each engine setting.
         --out reports/demo/predict_streaming.json
     python scripts/bench_predict.py --source data/split/pool.parquet --rows 5000 \
         --setting local --setting ray:1x2 --setting ray:2x1 --out reports/demo/predict_engines.json
+    python scripts/bench_predict.py --source data/split/pool.parquet --rows 10000 --rows 1000000 \
+        --rows 3000000 --reader-only --out reports/demo/predict_reader.json
 
 Each size is a file of the source's texts repeated, labelled by `commentclf predict` in its own process.
 Settings: `local` (all threads), `ray:AxT` (A actors of T threads on a local Ray of A*T CPUs). Peak RSS is
-the process's high-water mark as it exits; `tree_peak_rss_mb` samples the whole process tree (Ray's
+the process's high-water mark as it exits (VmHWM); `tree_peak_rss_mb` samples the whole process tree (Ray's
 raylet and workers are children of the driver) twice a second. Writes one JSON with the hardware.
 """
 
@@ -28,14 +30,33 @@ import typer
 
 from commentclf.benchmark import hardware
 
-# run in a child: the CLI, then its own peak RSS (ru_maxrss, KiB on Linux) on stderr, whatever the exit code
-CHILD = """
-import resource, sys
+# The child's own peak RSS is VmHWM (/proc/self/status, KiB), which exec resets. Not ru_maxrss: Linux carries
+# it over from the forked copy of this parent, so a child would report the parent's size (its input frame).
+PEAK = (
+    "print('PEAK_RSS_KB', [line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')][0], "
+    "file=sys.stderr)"
+)
+
+# run in a child: the CLI, then its own peak RSS on stderr, whatever the exit code
+CHILD = f"""
+import sys
 from commentclf.cli import app
 try:
     app(sys.argv[1:])
 finally:
-    print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+    {PEAK}
+"""
+
+
+# the input side alone: every part of the file read as predict reads it, then the peak RSS
+READER = f"""
+import sys
+from pathlib import Path
+from commentclf.data import table_rows
+from commentclf.streaming import input_parts
+path, part_rows = Path(sys.argv[1]), int(sys.argv[2])
+assert sum(len(part) for part in input_parts(path, 0, part_rows)) == table_rows(path)
+{PEAK}
 """
 
 
@@ -87,6 +108,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml")),
     part_rows: int = typer.Option(10_000),
     setting: list[str] = typer.Option(["local"], help="local, or ray:AxT (A actors of T threads)"),
+    reader_only: bool = typer.Option(False, help="only read the inputs (CSV and parquet) as predict does: no model"),
 ) -> None:
     texts = pl.read_parquet(source) if source.suffix == ".parquet" else pl.read_csv(source, infer_schema=False)
     texts = texts["text"].to_list()
@@ -94,7 +116,26 @@ def main(
     with tempfile.TemporaryDirectory() as tmp:
         for n in rows:
             data = Path(tmp) / f"in_{n}.parquet"
-            pl.DataFrame({"id": range(n), "text": [texts[i % len(texts)] for i in range(n)]}).write_parquet(data)
+            frame = pl.DataFrame({"id": range(n), "text": [texts[i % len(texts)] for i in range(n)]})
+            frame.write_parquet(data)
+            if reader_only:
+                frame.write_csv(data.with_suffix(".csv"))
+                for kind in ("csv", "parquet"):
+                    cmd = [sys.executable, "-c", READER, str(data.with_suffix(f".{kind}")), str(part_rows)]
+                    returncode, _, stderr, seconds, _ = run_measured(cmd)
+                    if returncode:
+                        raise SystemExit(f"reading {kind} failed on {n} rows:\n{stderr[-2000:]}")
+                    peak_kb = int(stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0])
+                    results.append(
+                        {
+                            "setting": f"reader:{kind}",
+                            "rows": n,
+                            "seconds": round(seconds, 1),
+                            "peak_rss_mb": round(peak_kb / 1024, 1),
+                        }
+                    )
+                    print(json.dumps(results[-1]), flush=True)
+                continue
             for how in setting:
                 target = Path(tmp) / f"out_{n}"
                 cmd = [sys.executable, "-c", CHILD, "predict", "--input", str(data), "--output", str(target)]
@@ -118,7 +159,8 @@ def main(
                 print(json.dumps(results[-1]), flush=True)
                 shutil.rmtree(target)
     report = {
-        "what": "commentclf predict --input (streamed, parquet parts), one process per size and setting",
+        "what": "commentclf predict --input (streamed, parquet parts), one process per size and setting"
+        + ("; reader:* = the input side alone (streaming.input_parts), no model" if reader_only else ""),
         "model": str(model),
         "part_rows": part_rows,
         "batch_size": 1,

@@ -212,3 +212,40 @@ def test_blank_lines_are_counted_not_lost(tmp_path):
     path.write_text("text,label\n" + body + "\n,\n")
     df, rep = load_labeled(path, make_cfg(tmp_path).data, LABELS)
     assert rep.rows_read == 11 and rep.empty == 2 and rep.kept == 9
+
+
+def test_table_batches_read_from_any_row_in_bounded_batches(tmp_path):
+    from commentclf.data import table_batches, table_rows
+
+    df = pl.DataFrame({"id": range(25), "text": [f"t{i}" for i in range(25)], "n": [1.5] * 25})
+    df.write_parquet(tmp_path / "in.parquet", row_group_size=10)  # groups of 10, 10, 5
+    df.write_csv(tmp_path / "in.csv")
+    for name in ("in.parquet", "in.csv"):
+        batches = list(table_batches(tmp_path / name, start=13, batch_rows=4))
+        assert max(len(b) for b in batches) <= 4
+        got = pl.concat(batches)
+        assert got["__row"].to_list() == list(range(13, 25)) and got["text"].to_list() == df["text"][13:].to_list()
+        assert got.schema["n"] == pl.String  # every column as text, as read_table gives it
+        assert table_rows(tmp_path / name) == 25
+    assert list(table_batches(tmp_path / "in.csv", start=25)) == []
+
+
+def test_table_batches_csv_edge_cases_and_errors(tmp_path):
+    from commentclf.data import table_batches, table_rows
+
+    (tmp_path / "ok.csv").write_text('\ufeffid,text\n1,"deux\nlignes"\n\n2,""\n', encoding="utf-8")
+    got = pl.concat(list(table_batches(tmp_path / "ok.csv")))
+    assert got.columns == ["__row", "id", "text"]  # no BOM in the first name
+    assert got["text"].to_list() == ["deux\nlignes", ""] and table_rows(tmp_path / "ok.csv") == 2
+    (tmp_path / "ragged.csv").write_text("id,text\n1,a\n2,b,c\n")
+    with pytest.raises(DataError, match="line 3 has 3 fields, the header 2"):
+        list(table_batches(tmp_path / "ragged.csv"))
+    (tmp_path / "dup.csv").write_text("text,text\na,b\n")
+    with pytest.raises(DataError, match="duplicate column names"):
+        list(table_batches(tmp_path / "dup.csv"))
+    (tmp_path / "latin1.csv").write_bytes("id,text\n1,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not valid UTF-8"):
+        list(table_batches(tmp_path / "latin1.csv"))
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError, match="cannot read file"):
+        list(table_batches(tmp_path / "broken.parquet"))

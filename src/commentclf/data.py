@@ -12,14 +12,19 @@ Errors name the file, the column and the row (1-based line number of the file, h
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import itertools
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from commentclf.config import DataConfig, SplitConfig
 from commentclf.errors import DataError
@@ -84,8 +89,89 @@ def scan_table(path: str | Path) -> pl.LazyFrame:
         raise table_read_error(path, err) from None
 
 
+def table_batches(path: str | Path, start: int = 0, batch_rows: int = 10_000) -> Iterator[pl.DataFrame]:
+    """The rows of a table file from row `start` on, every column as text plus its row number (`__row`), in
+    batches of at most `batch_rows` rows, holding one batch at a time. Parquet: pyarrow's batch reader, row
+    group by row group (skipping whole groups before `start`); CSV: Python's csv module, line by line. polars'
+    streaming engine runs ahead of a slow consumer and buffers the rows it has read (its memory grew with
+    the input: docs/design.md), which a file of millions of comments labelled at ~100 per second cannot
+    afford."""
+    path = Path(path)
+    suffix = _table_suffix(path)
+    try:
+        if suffix in (".parquet", ".pq"):
+            yield from _parquet_batches(path, start, batch_rows)
+        else:
+            yield from _csv_batches(path, "\t" if suffix == ".tsv" else ",", start, batch_rows)
+    except (OSError, UnicodeDecodeError, csv.Error, pa.ArrowException) as err:
+        raise table_read_error(path, err) from None
+
+
+def table_rows(path: str | Path) -> int:
+    """Rows of a table file, in constant memory (parquet: its metadata; CSV: one pass of the csv module)."""
+    path = Path(path)
+    if _table_suffix(path) in (".parquet", ".pq"):
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except (OSError, pa.ArrowException) as err:
+            raise table_read_error(path, err) from None
+    return sum(len(batch) for batch in table_batches(path))
+
+
+def _parquet_batches(path: Path, start: int, batch_rows: int) -> Iterator[pl.DataFrame]:
+    file = pq.ParquetFile(path)
+    first, groups = 0, []
+    for g in range(file.num_row_groups):  # the row groups that hold rows from `start` on
+        rows = file.metadata.row_group(g).num_rows
+        if first + rows > start or groups:
+            groups.append(g)
+        else:
+            first += rows
+    if not groups:
+        return
+    for batch in file.iter_batches(batch_size=batch_rows, row_groups=groups):
+        df = pl.from_arrow(pa.Table.from_batches([batch])).with_columns(pl.all().cast(pl.String))
+        df = df.with_row_index("__row", offset=first)
+        first += len(df)
+        df = df.filter(pl.col("__row") >= start)
+        if len(df):
+            yield df
+
+
+def _csv_batches(path: Path, separator: str, start: int, batch_rows: int) -> Iterator[pl.DataFrame]:
+    csv.field_size_limit(2**31 - 1)  # a huge text is read whole and judged later (data.max_chars), not here
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=separator)
+        header = next(reader, None)
+        if header is None:
+            return
+        if len(set(header)) < len(header):
+            raise DataError(f"{path}: duplicate column names in the header {header}")
+        schema = {name: pl.String for name in header}
+        first = 0
+        while True:
+            rows = []
+            for row in itertools.islice(reader, batch_rows):
+                if not row:  # a blank line, as polars skips it
+                    continue
+                if len(row) != len(header):
+                    raise DataError(
+                        f"{path}: malformed CSV: line {reader.line_num} has {len(row)} fields, the header {len(header)}"
+                    )
+                rows.append(row)  # an empty field stays "" (csv cannot tell quoted from unquoted empties)
+            if not rows:
+                return
+            if first + len(rows) > start:
+                df = pl.DataFrame(rows, schema=schema, orient="row").with_row_index("__row", offset=first)
+                yield df.filter(pl.col("__row") >= start)
+            first += len(rows)
+
+
 def table_read_error(path: Path, err: Exception) -> DataError:
-    if isinstance(err, pl.exceptions.ComputeError) and path.suffix.lower() not in (".parquet", ".pq"):
+    if isinstance(err, (pl.exceptions.ComputeError, UnicodeDecodeError, csv.Error)) and path.suffix.lower() not in (
+        ".parquet",
+        ".pq",
+    ):
         return _csv_error(path, err)
     return DataError(f"{path}: cannot read file ({type(err).__name__}: {err})")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from commentclf.data import table_rows
 from commentclf.errors import DataError, EngineError
 from commentclf.streaming import (
     add_part,
@@ -191,7 +192,7 @@ def label_file_ray(
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     manifest["parts"] = []
     write_manifest(out_dir, manifest)
-    total = scan.select(pl.len()).collect().item()
+    total = table_rows(input)
     if total == 0:  # a header-only file: one empty part with the output's columns, as the local engine writes
         empty = label_part(clf, scan.with_row_index("__row").head(0).collect(), text_column, id_column, batch_size)
         add_part(out_dir, manifest, 0, empty)
@@ -200,7 +201,7 @@ def label_file_ray(
     staged, written = out_dir / STAGED, out_dir / WRITTEN
     staged.mkdir()
     blocks = 0
-    for blocks, df in enumerate(input_parts(scan, 0, part_rows, input), start=1):
+    for blocks, df in enumerate(input_parts(input, 0, part_rows), start=1):
         df.write_parquet(staged / part_name(blocks - 1))
     kwargs = {
         "model_dir": str(model_dir.resolve()),

@@ -1,6 +1,6 @@
 """Label a file of any size with the ONNX student in constant memory, resumably (`commentclf predict --input`).
 
-The input is read in batches by polars' streaming engine; every `part_rows` input rows become one parquet
+The input is read a batch at a time (data.table_batches); every `part_rows` input rows become one parquet
 part, written under a temporary name and renamed when complete, and a small manifest records the finished
 parts. A run that is killed leaves finished parts and a manifest that names them; the same command again
 skips them and goes on from the first unfinished row. The manifest also records what the parts came from
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from commentclf.data import scan_table, table_read_error
+from commentclf.data import scan_table, table_batches, table_read_error, table_rows
 from commentclf.errors import DataError
 from commentclf.files import write_atomic
 from commentclf.onnx_model import model_version
@@ -36,22 +36,19 @@ def write_manifest(out_dir: Path, manifest: dict) -> None:
     write_atomic(out_dir / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
 
 
-def input_parts(scan: pl.LazyFrame, start: int, part_rows: int, path: Path) -> Iterator[pl.DataFrame]:
-    """Input rows from `start` on, `part_rows` at a time (the last part may be shorter), with their row number."""
-    rows = scan.with_row_index("__row").slice(start)
+def input_parts(path: Path, start: int, part_rows: int) -> Iterator[pl.DataFrame]:
+    """Input rows from `start` on, `part_rows` at a time (the last part may be shorter), with their row number;
+    one part in memory at a time (data.table_batches)."""
     pending: list[pl.DataFrame] = []
     size = 0
-    try:
-        for batch in rows.collect_batches(chunk_size=min(part_rows, 10_000)):
-            pending.append(batch)
-            size += len(batch)
-            while size >= part_rows:
-                merged = pl.concat(pending)
-                yield merged.head(part_rows)
-                rest = merged.slice(part_rows)
-                pending, size = [rest], len(rest)
-    except (pl.exceptions.PolarsError, OSError) as err:
-        raise table_read_error(path, err) from None
+    for batch in table_batches(path, start, min(part_rows, 10_000)):
+        pending.append(batch)
+        size += len(batch)
+        while size >= part_rows:
+            merged = pl.concat(pending)
+            yield merged.head(part_rows)
+            rest = merged.slice(part_rows)
+            pending, size = [rest], len(rest)
     if size:
         yield pl.concat(pending)
 
@@ -157,8 +154,8 @@ def label_file(
         return manifest
     out_dir.mkdir(parents=True, exist_ok=True)
     start = sum(p["rows"] for p in manifest["parts"])
-    total = scan.select(pl.len()).collect().item()
-    parts = input_parts(scan, start, part_rows, input)
+    total = table_rows(input)
+    parts = input_parts(input, start, part_rows)
     if total == 0:  # a header-only file still gives an output (one empty part) with the output's columns
         parts = iter([scan.with_row_index("__row").head(0).collect()])
     for df in parts:
