@@ -23,11 +23,10 @@ from commentclf.benchmark import paired_difference
 from commentclf.config import load_params
 
 
-def dvc_exp_run(run_dir: Path, layers: int | None) -> subprocess.CompletedProcess:
+def dvc_exp_run(run_dir: Path, layers: int | None, extra: list[str]) -> subprocess.CompletedProcess:
     value = "null" if layers is None else str(layers)
-    return subprocess.run(
-        ["dvc", "exp", "run", "-S", f"student.layers={value}"], cwd=run_dir, capture_output=True, text=True
-    )
+    cmd = ["dvc", "exp", "run", "-S", f"student.layers={value}", *(arg for kv in extra for arg in ("-S", kv))]
+    return subprocess.run(cmd, cwd=run_dir, capture_output=True, text=True)
 
 
 def measure(run_dir: Path) -> dict:
@@ -61,6 +60,10 @@ def main(
     run_dir: Path = typer.Option(..., help="checkout that has run the pipeline (dvc repro / make exp)"),
     layers: list[int] = typer.Option(..., help="values of student.layers to try"),
     out: Path = typer.Option(..., help="JSON report"),
+    set_: list[str] = typer.Option(
+        [], "--set", help="more KEY=VALUE overrides for every point, e.g. onnx.scheme=blockwise"
+    ),
+    restore: bool = typer.Option(True, help="put the workspace back to the run's own student.layers afterwards"),
 ) -> None:
     console = Console()
     cfg = load_params(run_dir / "params.yaml")
@@ -70,15 +73,24 @@ def main(
     try:
         for k in layers:
             console.print(f"student.layers={k}: dvc exp run …")
-            proc = dvc_exp_run(run_dir, k)
-            if proc.returncode:
-                tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-                points.append({"layers": k, "failed": " / ".join(tail)})
+            proc = dvc_exp_run(run_dir, k, set_)
+            if proc.returncode:  # e.g. the parity gate: onnx_export wrote its report, then failed the stage
+                errors = [
+                    line for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line or "rror:" in line
+                ]
+                onnx = json.loads((run_dir / "metrics/onnx.json").read_text())
+                points.append(
+                    {
+                        "layers": k,
+                        "failed": " / ".join(errors[-2:]) or (proc.stdout + proc.stderr)[-300:],
+                        "failed_export": {"size_mb": onnx["size_mb"], "int8_vs_torch": onnx["int8_vs_torch"]},
+                    }
+                )
                 continue
             points.append(measure(run_dir))
     finally:
-        restored = dvc_exp_run(run_dir, original)
-        if restored.returncode:
+        restored = dvc_exp_run(run_dir, original, set_[:0]) if restore else None
+        if restored is not None and restored.returncode:
             console.print(f"[red]could not restore student.layers={original}:[/] {restored.stderr[-500:]}")
     labels, minority = cfg.label_names, cfg.minority_label
     for p in points:
@@ -92,11 +104,14 @@ def main(
             i = p["int8"]
             i["speedup_vs_reference_torch"] = round(torch_ref["p50_ms_1_thread"] / i["p50_ms_1_thread"], 2)
             i["shrink_vs_reference_torch"] = round(torch_ref["size_mb"] / i["size_mb"], 1)
+    test_rows = len(reference["gold"])
+    for p in points:
         p.pop("gold", None), p.pop("predicted", None)
     report = {
         "what": "student.layers sweep: dvc exp run per value; test = the run's test split",
+        "overrides": set_,
         "reference": f"the run's own student ({reference['layers']} layers)",
-        "test_rows": len(reference["gold"]),
+        "test_rows": test_rows,
         "points": sorted(points, key=lambda p: p["layers"]),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
