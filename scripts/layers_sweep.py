@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import typer
+import yaml
 from rich.console import Console
 
 from commentclf.benchmark import paired_difference
@@ -68,6 +69,16 @@ def main(
     console = Console()
     cfg = load_params(run_dir / "params.yaml")
     original = cfg.student.layers
+    raw = yaml.safe_load((run_dir / "params.yaml").read_text())
+
+    def value_of(key: str):  # the run's own value of a dotted key, to put back after the sweep
+        node = raw
+        for part in key.split("."):
+            node = node[part]
+        return node
+
+    # JSON is YAML, which is how `dvc exp run -S` parses a value
+    put_back = [f"{kv.split('=', 1)[0]}={json.dumps(value_of(kv.split('=', 1)[0]))}" for kv in set_]
     points = [measure(run_dir)]
     reference = points[0]
     try:
@@ -89,7 +100,7 @@ def main(
                 continue
             points.append(measure(run_dir))
     finally:
-        restored = dvc_exp_run(run_dir, original, set_[:0]) if restore else None
+        restored = dvc_exp_run(run_dir, original, put_back) if restore else None
         if restored is not None and restored.returncode:
             console.print(f"[red]could not restore student.layers={original}:[/] {restored.stderr[-500:]}")
     labels, minority = cfg.label_names, cfg.minority_label
