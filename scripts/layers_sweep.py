@@ -8,6 +8,11 @@ Per K: the torch student and the deployed int8 model from the benchmark stage (s
 thread and with all threads, throughput, test macro-F1 with its interval), the parity gate's agreement, the
 training time, and the paired macro-F1 difference of the deployed model against the run's own deployed model
 (same test rows, paired bootstrap). A K whose export fails the parity gate is reported with the stage's error.
+
+`--merge` adds the new K to an existing report instead of rewriting it: the points of the K not rerun stay as
+they were measured (each point names the commit of its run and the torch latency its speed-up is taken
+against), which is sound only when the report's reference is the same model; the script checks that the
+run's own student gives the report's reference scores and refuses otherwise.
 """
 
 from __future__ import annotations
@@ -57,6 +62,24 @@ def measure(run_dir: Path) -> dict:
     return point
 
 
+def kept_points(out: Path, overrides: list[str], reference: dict, rerun: set[int]) -> list[dict]:
+    """The points of an earlier report to keep beside this sweep's: those of the K not rerun, when the report
+    was made with the same overrides and its reference is this run's model (same test scores)."""
+    if not out.exists():
+        return []
+    old = json.loads(out.read_text())
+    if old["overrides"] != overrides:
+        raise typer.BadParameter(f"{out} was made with --set {old['overrides']}, not {overrides}: rerun every K")
+    old_ref = next(p for p in old["points"] if p["layers"] == reference["layers"])
+    for role in ("torch", "int8"):
+        if old_ref[role]["macro_f1"] != reference[role]["macro_f1"]:
+            raise typer.BadParameter(
+                f"{out}'s reference {role} student scored macro-F1 {old_ref[role]['macro_f1']:.4f}, this run's "
+                f"{reference[role]['macro_f1']:.4f}: not the same model, rerun every K"
+            )
+    return [p for p in old["points"] if p["layers"] not in rerun]
+
+
 def main(
     run_dir: Path = typer.Option(..., help="checkout that has run the pipeline (dvc repro / make exp)"),
     layers: list[int] = typer.Option(..., help="values of student.layers to try"),
@@ -65,6 +88,7 @@ def main(
         [], "--set", help="more KEY=VALUE overrides for every point, e.g. onnx.scheme=blockwise"
     ),
     restore: bool = typer.Option(True, help="put the workspace back to the run's own student.layers afterwards"),
+    merge: bool = typer.Option(False, help="keep the points of `out` for the K not rerun (same reference model)"),
 ) -> None:
     console = Console()
     cfg = load_params(run_dir / "params.yaml")
@@ -79,8 +103,10 @@ def main(
 
     # JSON is YAML, which is how `dvc exp run -S` parses a value
     put_back = [f"{kv.split('=', 1)[0]}={json.dumps(value_of(kv.split('=', 1)[0]))}" for kv in set_]
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=run_dir, capture_output=True, text=True).stdout.strip()
     points = [measure(run_dir)]
     reference = points[0]
+    kept = kept_points(out, set_, reference, {*layers, reference["layers"]}) if merge else []
     try:
         for k in layers:
             console.print(f"student.layers={k}: dvc exp run …")
@@ -109,15 +135,18 @@ def main(
             p["int8"]["vs_reference"] = paired_difference(
                 reference["gold"], p["predicted"], reference["predicted"], labels, minority, 1000, cfg.seed
             )
-    torch_ref = reference["torch"]  # the issue's yardstick: the full student in torch
+    torch_ref = reference["torch"]  # the issue's yardstick: the full student in torch, timed in the same run
     for p in points:
+        p["run_commit"] = commit
         if "int8" in p:
             i = p["int8"]
+            i["reference_torch_p50_ms_1_thread"] = torch_ref["p50_ms_1_thread"]
             i["speedup_vs_reference_torch"] = round(torch_ref["p50_ms_1_thread"] / i["p50_ms_1_thread"], 2)
             i["shrink_vs_reference_torch"] = round(torch_ref["size_mb"] / i["size_mb"], 1)
     test_rows = len(reference["gold"])
     for p in points:
         p.pop("gold", None), p.pop("predicted", None)
+    points += kept
     report = {
         "what": "student.layers sweep: dvc exp run per value; test = the run's test split",
         "overrides": set_,
