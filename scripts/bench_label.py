@@ -3,7 +3,10 @@ second, peak RSS of the whole process tree (Ray's raylet and actors included), a
 equal the first setting's (argmax exactly, probabilities within 1e-5).
 
     python scripts/bench_label.py --run-dir /path/to/run --setting local --setting ray:1x2 --setting ray:2x1 \
-        --out reports/ruw/label_engines.json
+        --max-pool 500 --max-pool 0 --out reports/ruw/label_engines.json
+
+With two or more pool sizes (`--max-pool`, 0 = the whole pool) the report splits each Ray setting's overhead
+into a fixed start-up cost and a cost per row (bench_predict.engine_overhead).
 
 Each setting runs this checkout's stage (stages/llm_label.py, src/) in a child process on a copy of the run's
 params with `label.engine` (and for `ray:AxT`, A actors of T threads) changed, and `label` keys that the run's
@@ -24,7 +27,7 @@ import polars as pl
 import polars.selectors as cs
 import typer
 import yaml
-from bench_predict import run_measured  # scripts/ is on sys.path when a script runs
+from bench_predict import engine_overhead, run_measured  # scripts/ is on sys.path when a script runs
 
 from commentclf.benchmark import hardware
 
@@ -48,20 +51,23 @@ def main(
     run_dir: Path = typer.Option(..., help="checkout that has run the pipeline up to llm_label"),
     setting: list[str] = typer.Option(["local"], help="local, or ray:AxT (A actors of T threads)"),
     out: Path = typer.Option(..., help="JSON report"),
+    max_pool: list[int] = typer.Option([0], help="pool rows to label (label.max_pool); 0: the whole pool"),
 ) -> None:
     base = yaml.safe_load((run_dir / "params.yaml").read_text())
     for key, value in yaml.safe_load((REPO / "params.yaml").read_text())["label"].items():
         base["label"].setdefault(key, value)
-    results, reference = [], None
+    results, reference = [], {}
+    runs = [(how, pool) for pool in max_pool for how in setting]
     with tempfile.TemporaryDirectory() as tmp:
-        for how in setting:
+        for how, pool in runs:
             params = json.loads(json.dumps(base))
+            params["label"]["max_pool"] = pool or None
             if how == "local":
                 params["label"]["engine"] = "local"
             else:
                 actors, threads = how.removeprefix("ray:").split("x")
                 params["label"].update(engine="ray", ray_actors=int(actors), ray_threads=int(threads))
-            target = Path(tmp) / how.replace(":", "_")
+            target = Path(tmp) / f"{how.replace(':', '_')}_{pool}"
             target.mkdir()
             (target / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
             seconds, peak_mb = run_stage(run_dir, target / "params.yaml", target)
@@ -70,6 +76,7 @@ def main(
             proba = pseudo.select(cs.starts_with("proba_")).to_numpy()
             row = {
                 "setting": how,
+                "max_pool": pool or None,
                 "rows_scored": metrics["scoring"]["rows"],
                 "pool_rows": len(pseudo),
                 "stage_seconds": round(seconds, 1),
@@ -77,11 +84,11 @@ def main(
                 "scoring_rows_per_s": metrics["scoring"]["rows_per_s"],
                 "tree_peak_rss_mb": round(peak_mb, 1),
             }
-            if reference is None:
-                reference = (pseudo["label"], proba)
-            else:
-                row["same_labels_as_first"] = bool((pseudo["label"] == reference[0]).all())
-                row["max_proba_diff_vs_first"] = float(np.abs(proba - reference[1]).max())
+            if pool not in reference:
+                reference[pool] = (pseudo["label"], proba)
+            else:  # the first setting's pseudo-labels of the same pool
+                row["same_labels_as_first"] = bool((pseudo["label"] == reference[pool][0]).all())
+                row["max_proba_diff_vs_first"] = float(np.abs(proba - reference[pool][1]).max())
             results.append(row)
             print(json.dumps(row), flush=True)
     report = {
@@ -91,6 +98,7 @@ def main(
         "part_rows": base["label"]["part_rows"],
         "hardware": hardware(),
         "results": results,
+        "engine_overhead": engine_overhead(results, "rows_scored", "scoring_seconds"),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import typer
 
@@ -90,6 +91,31 @@ def run_measured(cmd: list[str], cwd: Path | None = None, env: dict | None = Non
     stop.set()
     sampler.join()
     return child.returncode, stdout, stderr, time.perf_counter() - start, tree_peak[0]
+
+
+def engine_overhead(results: list[dict], size: str, seconds: str) -> dict:
+    """Each Ray setting against `local`, from runs at two or more input sizes: a straight line of seconds over
+    rows per setting splits the cost into a fixed part (start-up: Ray, the actors, their models) and a part per
+    row; the overhead is the difference of each, and the whole-run ratio at the largest size."""
+    fits = {}
+    for how in {r["setting"] for r in results}:
+        points = sorted((r[size], r[seconds]) for r in results if r["setting"] == how)
+        if len(points) >= 2:
+            slope, fixed = np.polyfit([n for n, _ in points], [t for _, t in points], 1)
+            fits[how] = {"fixed_s": float(fixed), "per_row_ms": 1000 * float(slope), "largest": points[-1]}
+    if "local" not in fits:
+        return {}
+    local = fits["local"]
+    return {
+        how: {
+            "fixed_seconds": round(fit["fixed_s"], 1),
+            "fixed_seconds_more_than_local": round(fit["fixed_s"] - local["fixed_s"], 1),
+            "per_row_ms": round(fit["per_row_ms"], 2),
+            "per_row_overhead": round(fit["per_row_ms"] / local["per_row_ms"] - 1, 3),
+            f"overhead_at_{fit['largest'][0]}_rows": round(fit["largest"][1] / local["largest"][1] - 1, 3),
+        }
+        for how, fit in sorted(fits.items())
+    }
 
 
 def engine_args(setting: str) -> list[str]:
@@ -167,6 +193,7 @@ def main(
         "mean_text_chars": round(sum(map(len, texts)) / len(texts), 1),
         "hardware": hardware(),
         "results": results,
+        "engine_overhead": engine_overhead(results, "rows", "seconds"),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -63,9 +63,8 @@ def main(
     encoder = read_manifest(assets)["encoder"]
     t0 = time.perf_counter()
     if lc.engine == "ray":
-        from commentclf.ray_engine import RayOptions, import_ray, score_rows_ray
+        from commentclf.ray_engine import RayOptions, score_rows_ray
 
-        import_ray()  # a missing extra is the first thing to say
         opts = RayOptions(address=lc.ray_address, actors=lc.ray_actors, threads=lc.ray_threads)
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".ray_", dir=out.parent) as work_dir:

@@ -75,9 +75,9 @@ def _csv_error(path: Path, err: Exception) -> DataError:
 
 
 def scan_table(path: str | Path) -> pl.LazyFrame:
-    """`read_table` for files of any size: a lazy scan (every column as text) that polars' streaming engine
-    reads in batches. Errors that only show while reading (bad UTF-8, malformed rows) surface as the batches
-    are read; `table_read_error` turns them into the same DataError."""
+    """`read_table` for files of any size, as a lazy scan (every column as text): its columns without reading
+    the rows. The rows of a large file are read by `table_batches`, which holds one batch at a time; errors
+    that only show while reading (bad UTF-8, malformed rows) surface there as the same DataError."""
     path = Path(path)
     suffix = _table_suffix(path)
     try:

@@ -2,8 +2,8 @@
 as the local engine (commentclf.streaming), with the model on a pool of actors that may span a cluster.
 `score_rows_ray` does the same for llm_label's row scoring (`label.engine: ray`, commentclf.scoring).
 
-The driver stages the input as parquet files of `part_rows` rows carrying their row number (polars,
-streamed: cheap beside the model), Ray reads them (`ray.data.read_parquet`), an actor pool labels batches
+The driver stages the input as parquet files of `part_rows` rows carrying their row number (read part by
+part with `data.table_batches`, as the local engine reads it: cheap beside the model), Ray reads them (`ray.data.read_parquet`), an actor pool labels batches
 with the local engine's own `label_part` (each actor loads the ONNX student once) and Ray's parquet writer
 writes the results. The driver then checks that the written rows are the input's rows, each exactly once,
 and files them as the output's parts in input order, under the same manifest as the local engine.
@@ -155,7 +155,9 @@ def _map_parts(ray, opts: RayOptions, actor, kwargs: dict, staged: Path, blocks:
             fn_constructor_kwargs=kwargs,
             batch_size=part_rows,
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=opts.actors),
+            # One part in flight per actor: by default Ray queues two on the first actor to come up, and with
+            # a few long parts the last actors to start sit idle while the first works through its queue.
+            compute=ray.data.ActorPoolStrategy(size=opts.actors, max_tasks_in_flight_per_actor=1),
             num_cpus=opts.threads,
         ).write_parquet(str(written), ray_remote_args=io)
     except Exception as err:  # a worker's exception arrives wrapped in Ray's; say what failed, keep the cause
