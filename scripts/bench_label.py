@@ -5,6 +5,8 @@ equal the first setting's (argmax exactly, probabilities within 1e-5).
     python scripts/bench_label.py --run-dir /path/to/run --setting local --setting ray:1x2 --setting ray:2x1 \
         --max-pool 500 --max-pool 0 --out reports/ruw/label_engines.json
 
+`--pool FILE` labels that file's texts as the pool instead of the run's split (a scratch split folder with
+the run's train/dev/test); the outputs are thrown away, so it may hold texts that are never trained on.
 With two or more pool sizes (`--max-pool`, 0 = the whole pool) the report splits each Ray setting's overhead
 into a fixed start-up cost and a cost per row (bench_predict.engine_overhead).
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -30,14 +33,15 @@ import yaml
 from bench_predict import engine_overhead, run_measured  # scripts/ is on sys.path when a script runs
 
 from commentclf.benchmark import hardware
+from commentclf.data import read_table
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_stage(run_dir: Path, params: Path, out: Path) -> tuple[float, float]:
+def run_stage(run_dir: Path, params: Path, out: Path, split_dir: Path) -> tuple[float, float]:
     """(seconds, peak MB of the process tree) of one llm_label run."""
     cmd = [sys.executable, str(REPO / "stages/llm_label.py"), "--params", str(params), "--assets", "models/base"]
-    cmd += ["--split-dir", "data/split", "--setfit-dir", "models/setfit", "--llm-dir", "models/llm"]
+    cmd += ["--split-dir", str(split_dir), "--setfit-dir", "models/setfit", "--llm-dir", "models/llm"]
     cmd += ["--teachers-out", str(out / "teachers.joblib"), "--ensemble-out", str(out / "ensemble.json")]
     cmd += ["--out", str(out / "pseudo.parquet"), "--metrics", str(out / "label.json")]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
@@ -52,31 +56,42 @@ def main(
     setting: list[str] = typer.Option(["local"], help="local, or ray:AxT (A actors of T threads)"),
     out: Path = typer.Option(..., help="JSON report"),
     max_pool: list[int] = typer.Option([0], help="pool rows to label (label.max_pool); 0: the whole pool"),
+    pool: Path | None = typer.Option(None, help="CSV or parquet whose `text` column is the pool to label"),
 ) -> None:
     base = yaml.safe_load((run_dir / "params.yaml").read_text())
     for key, value in yaml.safe_load((REPO / "params.yaml").read_text())["label"].items():
         base["label"].setdefault(key, value)
     results, reference = [], {}
-    runs = [(how, pool) for pool in max_pool for how in setting]
+    runs = [(how, size) for size in max_pool for how in setting]
     with tempfile.TemporaryDirectory() as tmp:
-        for how, pool in runs:
+        split_dir = (run_dir / "data/split").resolve()
+        if pool is not None:  # the run's seed split, this pool
+            split_dir = Path(tmp) / "split"
+            split_dir.mkdir()
+            for name in ("train", "dev", "test"):
+                shutil.copy(run_dir / f"data/split/{name}.parquet", split_dir)
+            texts = read_table(pool)["text"]
+            pl.DataFrame({"id": [str(i) for i in range(len(texts))], "text": texts}).write_parquet(
+                split_dir / "pool.parquet"
+            )
+        for how, size in runs:
             params = json.loads(json.dumps(base))
-            params["label"]["max_pool"] = pool or None
+            params["label"]["max_pool"] = size or None
             if how == "local":
                 params["label"]["engine"] = "local"
             else:
                 actors, threads = how.removeprefix("ray:").split("x")
                 params["label"].update(engine="ray", ray_actors=int(actors), ray_threads=int(threads))
-            target = Path(tmp) / f"{how.replace(':', '_')}_{pool}"
+            target = Path(tmp) / f"{how.replace(':', '_')}_{size}"
             target.mkdir()
             (target / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
-            seconds, peak_mb = run_stage(run_dir, target / "params.yaml", target)
+            seconds, peak_mb = run_stage(run_dir, target / "params.yaml", target, split_dir)
             metrics = json.loads((target / "label.json").read_text())
             pseudo = pl.read_parquet(target / "pseudo.parquet")
             proba = pseudo.select(cs.starts_with("proba_")).to_numpy()
             row = {
                 "setting": how,
-                "max_pool": pool or None,
+                "max_pool": size or None,
                 "rows_scored": metrics["scoring"]["rows"],
                 "pool_rows": len(pseudo),
                 "stage_seconds": round(seconds, 1),
@@ -84,16 +99,17 @@ def main(
                 "scoring_rows_per_s": metrics["scoring"]["rows_per_s"],
                 "tree_peak_rss_mb": round(peak_mb, 1),
             }
-            if pool not in reference:
-                reference[pool] = (pseudo["label"], proba)
+            if size not in reference:
+                reference[size] = (pseudo["label"], proba)
             else:  # the first setting's pseudo-labels of the same pool
-                row["same_labels_as_first"] = bool((pseudo["label"] == reference[pool][0]).all())
-                row["max_proba_diff_vs_first"] = float(np.abs(proba - reference[pool][1]).max())
+                row["same_labels_as_first"] = bool((pseudo["label"] == reference[size][0]).all())
+                row["max_proba_diff_vs_first"] = float(np.abs(proba - reference[size][1]).max())
             results.append(row)
             print(json.dumps(row), flush=True)
     report = {
         "what": "llm_label (stages/llm_label.py) per engine setting, one process each; scoring = the e5 embedding "
         "of every seed and pool row and the model teachers' probabilities of the dev and pool rows",
+        "pool": str(pool or run_dir / "data/split/pool.parquet"),
         "teachers": base["label"]["teachers"],
         "part_rows": base["label"]["part_rows"],
         "hardware": hardware(),
