@@ -3,10 +3,11 @@ as the local engine (commentclf.streaming), with the model on a pool of actors t
 `score_rows_ray` does the same for llm_label's row scoring (`label.engine: ray`, commentclf.scoring).
 
 The driver stages the input as parquet files of `part_rows` rows carrying their row number (read part by
-part with `data.table_batches`, as the local engine reads it: cheap beside the model), Ray reads them (`ray.data.read_parquet`), an actor pool labels batches
-with the local engine's own `label_part` (each actor loads the ONNX student once) and Ray's parquet writer
-writes the results. The driver then checks that the written rows are the input's rows, each exactly once,
-and files them as the output's parts in input order, under the same manifest as the local engine.
+part with `data.table_batches`, as the local engine reads it: cheap beside the model), Ray reads them
+(`ray.data.read_parquet`), an actor pool labels batches with the local engine's own `label_part` (each
+actor loads the ONNX student once) and Ray's parquet writer writes the results. The driver then checks
+that the written rows are the input's rows, each exactly once, and files them as the output's parts in input
+order, under the same manifest as the local engine.
 
 Ray restarts an actor whose process died and retries its task; its output files are named by task, so a
 retried task overwrites its file rather than adding one (and the row check would catch a duplicate). A run
@@ -91,6 +92,10 @@ def _init_ray(ray, opts: RayOptions) -> bool:
         except (ConnectionError, RuntimeError) as err:
             raise EngineError(f"cannot attach to the Ray cluster at {address}: {err}") from None
     elif started:
+        # Ray starts workers at niceness 15, as if they were background work; here the actors are the run, and
+        # at 15 any other busy process on the machine starves them (a labelling run stalled for minutes behind
+        # one training process). The run's own Ray gives them normal priority, unless the user set it.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(num_cpus=(opts.num_cpus or os.cpu_count() or 1) + 1, **kwargs)
     cpus, needed = ray.cluster_resources().get("CPU", 0), opts.actors * opts.threads + 1
     if cpus < needed:
