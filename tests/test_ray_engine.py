@@ -1,5 +1,6 @@
 """`commentclf predict --engine ray`: the same output as the local engine, on a local Ray, on a two-node
-cluster, and after one of its actors is killed; a clear message without the `ray` extra. `llm_label` with
+cluster, and after one of its actors is killed; a clear message without the `ray` extra; workers at normal
+priority. `llm_label` with
 `label.engine: ray`: the local engine's pseudo-labels."""
 
 import json
@@ -173,3 +174,28 @@ def test_llm_label_on_ray_gives_the_local_pseudo_labels(smoke_repo, tmp_path):
     assert ray.drop(proba).equals(local.drop(proba))  # ids, texts, labels, every teacher's label, kept
     assert np.abs(ray.select(proba).to_numpy() - local.select(proba).to_numpy()).max() < 1e-5
     assert not list(tmp_path.glob("ray/.ray_*"))  # Ray's staged input and output are cleaned up
+
+
+@pytest.mark.slow
+def test_the_runs_own_ray_runs_its_workers_at_normal_priority(monkeypatch):
+    """At Ray's default niceness (15) the actors starve beside any busy process; a local Ray started for the run
+    gives them normal priority, and a value the user set is kept."""
+    from commentclf.ray_engine import RayOptions, _init_ray, import_ray
+
+    ray = import_ray()
+
+    @ray.remote(num_cpus=0)
+    def niceness():
+        return os.nice(0)
+
+    for preset, expected in ((None, 0), ("5", 5)):
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        if preset is None:
+            monkeypatch.delenv("RAY_worker_niceness", raising=False)
+        else:
+            monkeypatch.setenv("RAY_worker_niceness", preset)
+        assert _init_ray(ray, RayOptions(num_cpus=1))  # this call started it
+        try:
+            assert ray.get(niceness.remote()) == expected
+        finally:
+            ray.shutdown()
