@@ -1,7 +1,6 @@
 """`commentclf predict --engine ray`: the same output as the local engine, on a local Ray, on a two-node
 cluster, and after one of its actors is killed; a clear message without the `ray` extra; workers at normal
-priority. `llm_label` with
-`label.engine: ray`: the local engine's pseudo-labels."""
+priority. `llm_label` with `label.engine: ray`: the local engine's pseudo-labels."""
 
 import json
 import os
