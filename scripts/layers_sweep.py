@@ -1,6 +1,8 @@
 """The student's quality/latency curve over `student.layers`: one `dvc exp run -S student.layers=K` per K in a
 checkout that has run the pipeline (e5_train, onnx_export and benchmark rerun; everything upstream is reused),
-then the workspace is put back to the run's own value (DVC's run cache restores it without training).
+then the workspace is put back to the run's own value by one more `dvc exp run`. DVC's run cache should
+restore that without training, but it has been seen to retrain the full student (cause not found);
+`--no-restore` skips the step when the checkout is scratch.
 
     python scripts/layers_sweep.py --run-dir /path/to/run --layers 6 --layers 9 --out reports/ruw/layers.json
 
@@ -70,7 +72,9 @@ def kept_points(out: Path, overrides: list[str], reference: dict, rerun: set[int
     old = json.loads(out.read_text())
     if old["overrides"] != overrides:
         raise typer.BadParameter(f"{out} was made with --set {old['overrides']}, not {overrides}: rerun every K")
-    old_ref = next(p for p in old["points"] if p["layers"] == reference["layers"])
+    old_ref = next((p for p in old["points"] if p["layers"] == reference["layers"]), None)
+    if old_ref is None or "int8" not in old_ref:
+        raise typer.BadParameter(f"{out} has no measured {reference['layers']}-layer reference: rerun every K")
     for role in ("torch", "int8"):
         if old_ref[role]["macro_f1"] != reference[role]["macro_f1"]:
             raise typer.BadParameter(
