@@ -8,14 +8,20 @@ Per seed, the starting labels are the train share of seed.csv (a stratified spli
 then `--rounds` rounds: the current model (frozen e5 embeddings + class-balanced logistic regression, the
 pipeline's `seed_only` logreg) scores the unlabelled pool, a strategy picks `--batch` comments
 (`commentclf.annotation.suggest`, the `suggest` stage's code), the oracle labels them, the model is
-retrained and scored on the eval file (never a candidate). Writes annotation.json (curves, the share of
-the minority label among the suggested comments, `gain_vs_random` at the last round), annotation_curve.csv
-(for `dvc plots`) and annotation_curve.png.
+retrained and scored on the eval file (never a candidate). After the last round SetFit (the pipeline's
+`setfit` stage: `setfit.*` params, head C chosen on the seed's dev share) is trained on the same labels, for
+`random` and the strategy with the best logreg minority-F1 gain (`--setfit best`; `all`: every strategy, about
+ten minutes a training on 2 cores; `none`). Writes annotation.json (curves, the share of the minority label
+among the suggested comments, `gain_vs_random` at the last round, for logreg and SetFit),
+annotation_curve.csv (for `dvc plots`) and annotation_curve.png. `--picks-out DIR` also writes each run's
+chosen comments with the oracle's labels (`<strategy>_seed<k>.csv`), e.g. to run the whole pipeline on the seed
+plus those labels; keep DIR outside the repository when the data must stay out of it.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +39,8 @@ from commentclf.data import normalize_text
 from commentclf.encoders import load_embedder
 from commentclf.manifest import read_manifest
 from commentclf.profiles import load_profile, merge
+from commentclf.seeding import seed_everything
+from commentclf.setfit_model import setfit_proba, train_setfit
 
 STRATEGIES = ["random", "margin", "minority", "diverse", "mixed"]
 
@@ -49,7 +57,11 @@ def main(
     rounds: int = typer.Option(3),
     batch: int = typer.Option(100),
     seeds: list[int] = typer.Option([0, 1, 2]),
+    setfit: str = typer.Option("best", help="SetFit after the last round: none | best (and random) | all"),
+    picks_out: Path = typer.Option(None, help="folder for each run's chosen comments and oracle labels (CSV)"),
 ) -> None:
+    if setfit not in ("none", "best", "all"):
+        raise typer.BadParameter(f"{setfit!r}: expected none, best or all", param_hint="--setfit")
     raw = yaml.safe_load(params.read_text())
     cfg = parse_params(merge(raw, load_profile(profile)) if profile else raw)
     labels, minority = cfg.label_names, cfg.label_names.index(cfg.minority_label)
@@ -71,15 +83,18 @@ def main(
         return LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000, random_state=seed).fit(x, y)
 
     def score(model) -> dict:
-        pred = model.predict(eval_x)
+        return score_pred(model.predict(eval_x))
+
+    def score_pred(pred) -> dict:
         return {
             "macro_f1": float(f1_score(eval_y, pred, average="macro")),
             "minority_f1": float(f1_score(eval_y, pred, labels=[minority], average="macro")),
         }
 
     runs = []
+    labelled_sets = {}  # (strategy, seed) -> (seed train rows, seed dev rows, chosen pool rows)
     for seed in seeds:
-        train_idx, _ = train_test_split(
+        train_idx, dev_idx = train_test_split(
             np.arange(len(seed_y)), test_size=cfg.split.dev_frac, stratify=seed_y, random_state=seed
         )
         for strategy in STRATEGIES:
@@ -88,11 +103,12 @@ def main(
             left = np.arange(len(pool_texts))
             model = fit(x, y, seed)
             curve = [{"labels_added": 0, **score(model)}]
-            picked_minority = 0
+            picked_minority, picked = 0, []
             for r in range(rounds):
                 data = SuggestInput(model.predict_proba(pool_x[left]), pool_x[left], x[y == minority])
                 picks, _ = suggest(data, s, seed * 100 + r)
                 chosen = left[picks]
+                picked.append(chosen)
                 picked_minority += int((pool_y[chosen] == minority).sum())
                 x, y = np.vstack([x, pool_x[chosen]]), np.concatenate([y, pool_y[chosen]])
                 left = np.setdiff1d(left, chosen)
@@ -106,6 +122,7 @@ def main(
                     "minority_share": picked_minority / (batch * rounds),
                 }
             )
+            labelled_sets[strategy, seed] = (train_idx, dev_idx, np.concatenate(picked))
             print(strategy, seed, curve[-1], flush=True)
 
     summary = {}
@@ -126,8 +143,58 @@ def main(
         if k != "random"
     }
     best = max(last, key=lambda k: last[k]["minority_f1"])
+
+    if picks_out:
+        picks_out.mkdir(parents=True, exist_ok=True)
+        for (strategy, seed), (_, _, chosen) in labelled_sets.items():
+            rows = {"text": [pool_texts[i] for i in chosen], "label": [labels[i] for i in pool_y[chosen]]}
+            pl.DataFrame(rows).write_csv(picks_out / f"{strategy}_seed{seed}.csv")
+
+    # SetFit on the final labels: does the strategy's gain survive a stronger model than the loop's own?
+    setfit_strategies = {"none": [], "best": ["random", best], "all": STRATEGIES}[setfit]
+    body = cfg.setfit.body or read_manifest(assets)["encoder"]
+    seed_texts, seed_labels = seed_df["text"].to_list(), seed_df["label"].to_list()
+    for run in runs:
+        if run["strategy"] not in setfit_strategies:
+            continue
+        train_idx, dev_idx, chosen = labelled_sets[run["strategy"], run["seed"]]
+        seed_everything(run["seed"])
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            model, _, _ = train_setfit(
+                body,
+                [seed_texts[i] for i in train_idx] + [pool_texts[i] for i in chosen],
+                [seed_labels[i] for i in train_idx] + [labels[i] for i in pool_y[chosen]],
+                [seed_texts[i] for i in dev_idx],
+                [seed_labels[i] for i in dev_idx],
+                labels,
+                cfg.minority_label,
+                cfg.setfit,
+                run["seed"],
+                Path(tmp),
+            )
+        pred = setfit_proba(model, eval_df["text"].to_list(), cfg.setfit.prefix).argmax(1)
+        run["setfit"] = {**score_pred(pred), "seconds": round(time.perf_counter() - start, 1)}
+        print("setfit", run["strategy"], run["seed"], run["setfit"], flush=True)
+    for strategy in setfit_strategies:
+        mine = [r["setfit"] for r in runs if r["strategy"] == strategy]
+        summary[strategy]["setfit_at_last_round"] = {
+            f"{m}_{stat}": float(f([r[m] for r in mine]))
+            for m in ("macro_f1", "minority_f1")
+            for stat, f in (("mean", np.mean), ("std", np.std))
+        }
+    setfit_gain = {
+        k: {
+            m: summary[k]["setfit_at_last_round"][f"{m}_mean"] - summary["random"]["setfit_at_last_round"][f"{m}_mean"]
+            for m in ("macro_f1", "minority_f1")
+        }
+        for k in setfit_strategies
+        if k != "random"
+    }
+
     report = {
-        "what": "simulated annotation loop: frozen e5 + balanced logistic regression retrained after each round",
+        "what": "simulated annotation loop: frozen e5 + balanced logistic regression retrained after each round; "
+        "SetFit on the final labels",
         "seed_file": str(seed_file),
         "pool": str(pool),
         "eval": str(eval_file),
@@ -141,7 +208,15 @@ def main(
         "pool_minority_share": float(np.mean(pool_y == minority)),
         "strategies": summary,
         # the strategy with the largest minority-F1 gain at the last round (a report, not a tuned choice)
-        "gain_vs_random": {"labels_added": batch * rounds, "best": best, **last[best], "all": last},
+        "gain_vs_random": {
+            "labels_added": batch * rounds,
+            "best": best,
+            **last[best],
+            "all": last,
+            # SetFit trained once per seed on the final labels of random and of these strategies
+            "setfit": setfit_gain,
+        },
+        "setfit_params": cfg.setfit.model_dump(),
         "runs": runs,
     }
     write_outputs(report, cfg.minority_label, out)
@@ -168,10 +243,13 @@ def plot(summary: dict, minority: str, path: Path) -> None:
     for ax, metric, title in ((axes[0], "macro_f1", "macro-F1"), (axes[1], "minority_f1", f"{minority} F1")):
         for name, v in summary.items():
             mean, std = np.array(v[f"{metric}_mean"]), np.array(v[f"{metric}_std"])
-            ax.plot(v["labels_added"], mean, marker="o", label=name, linestyle="--" if name == "random" else "-")
+            line = ax.plot(v["labels_added"], mean, marker="o", label=name, linestyle="--" if name == "random" else "-")
             ax.fill_between(v["labels_added"], mean - std, mean + std, alpha=0.15)
+            if "setfit_at_last_round" in v:  # a star: SetFit on the same final labels
+                star = v["setfit_at_last_round"][f"{metric}_mean"]
+                ax.plot([v["labels_added"][-1]], [star], marker="*", markersize=14, color=line[0].get_color())
         ax.set_xlabel("labels added to the seed")
-        ax.set_title(f"{title} on the eval set")
+        ax.set_title(f"{title} on the eval set (star: SetFit)")
     axes[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -144,3 +144,37 @@ def test_import_reads_the_filled_csv_and_rejects_broken_exports(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(DataError, match="bad.json: not a Label Studio JSON export"):
         read_answers(tmp_path / "bad.json")
+
+
+@pytest.mark.slow
+def test_simulation_trains_setfit_on_the_final_labels_and_writes_the_picks(smoke_repo, tmp_path):
+    """scripts/annotation_sim.py on the demo's labels cut in three: seed, pool (the oracle), eval."""
+    from conftest import run_cmd
+
+    rows = pl.read_csv(smoke_repo / "data/demo/labeled.csv")
+    seed, pool, held = rows[:80], rows[80:160], rows[160:]
+    for name, frame in (("seed", seed), ("pool", pool), ("eval", held)):
+        frame.write_csv(tmp_path / f"{name}.csv")
+    cmd = ["python", "scripts/annotation_sim.py", "--seed-file", tmp_path / "seed.csv", "--pool", tmp_path / "pool.csv"]
+    cmd += ["--oracle", tmp_path / "pool.csv", "--eval", tmp_path / "eval.csv", "--out", tmp_path / "out"]
+    cmd += ["--rounds", "2", "--batch", "5", "--seeds", "0", "--setfit", "best", "--picks-out", tmp_path / "picks"]
+    run_cmd([str(c) for c in cmd], smoke_repo)
+
+    report = json.loads((tmp_path / "out/annotation.json").read_text())
+    best = report["gain_vs_random"]["best"]
+    assert set(report["gain_vs_random"]["setfit"]) == {best}
+    for strategy in ("random", best):
+        runs = [r for r in report["runs"] if r["strategy"] == strategy]
+        assert 0 <= runs[0]["setfit"]["macro_f1"] <= 1
+        assert "setfit_at_last_round" in report["strategies"][strategy]
+    # the others were not trained with SetFit
+    assert all("setfit" not in r for r in report["runs"] if r["strategy"] not in ("random", best))
+
+    oracle = dict(pool.iter_rows())
+    for strategy in ("random", "margin", "minority", "diverse", "mixed"):
+        picks = pl.read_csv(tmp_path / f"picks/{strategy}_seed0.csv")
+        assert len(picks) == 10 and picks["text"].n_unique() == 10
+        assert all(oracle[t] == label for t, label in picks.iter_rows())  # pool texts, with the oracle's labels
+
+    bad = run_cmd([str(c) for c in [*cmd[:-4], "--setfit", "some"]], smoke_repo, check=False)
+    assert bad.returncode != 0 and "none, best or all" in bad.stderr
