@@ -10,8 +10,8 @@ pipeline's `seed_only` logreg) scores the unlabelled pool, a strategy picks `--b
 (`commentclf.annotation.suggest`, the `suggest` stage's code), the oracle labels them, the model is
 retrained and scored on the eval file (never a candidate). After the last round SetFit (the pipeline's
 `setfit` stage: `setfit.*` params, head C chosen on the seed's dev share) is trained on the same labels, for
-`random` and the strategy with the best logreg minority-F1 gain (`--setfit best`; `all`: every strategy, about
-ten minutes a training on 2 cores; `none`). Writes annotation.json (curves, the share of the minority label
+`random` and the strategy with the best logreg minority-F1 gain (`--setfit best`; `all`: every strategy, two
+and a half times the trainings; `none`). Writes annotation.json (curves, the share of the minority label
 among the suggested comments, `gain_vs_random` at the last round, for logreg and SetFit),
 annotation_curve.csv (for `dvc plots`) and annotation_curve.png. `--picks-out DIR` also writes each run's
 chosen comments with the oracle's labels (`<strategy>_seed<k>.csv`), e.g. to run the whole pipeline on the seed
