@@ -5,6 +5,8 @@ at several input sizes, for each engine setting.
         --out reports/demo/predict_streaming.json
     python scripts/bench_predict.py --source data/split/pool.parquet --rows 5000 \
         --setting local --setting ray:1x2 --setting ray:2x1 --out reports/demo/predict_engines.json
+    python scripts/bench_predict.py --source data/split/pool.parquet --rows 20000 --repeat 6 \
+        --setting local --setting ray:1x2 --out reports/demo/predict_engines_paired.json
     python scripts/bench_predict.py --source data/split/pool.parquet --rows 10000 --rows 1000000 \
         --rows 3000000 --reader-only --out reports/demo/predict_reader.json
 
@@ -12,6 +14,11 @@ Each size is a file of the source's texts repeated, labelled by `commentclf pred
 Settings: `local` (all threads), `ray:AxT` (A actors of T threads on a local Ray of A*T CPUs). Peak RSS is
 the process's high-water mark as it exits (VmHWM); `tree_peak_rss_mb` samples the whole process tree (Ray's
 raylet and workers are children of the driver) twice a second. Writes one JSON with the hardware.
+
+`--repeat K` runs every setting K times per size, interleaved and in alternating order (local, Ray, Ray,
+local, ...), because on a shared 2-core machine the same run varies by a quarter from one minute to the next:
+only runs made side by side compare, and `paired_overhead` gives each Ray setting's mean ratio to its local
+neighbour with a 95 % t-interval over the pairs.
 """
 
 from __future__ import annotations
@@ -100,7 +107,7 @@ def engine_overhead(results: list[dict], size: str, seconds: str) -> dict:
     fits = {}
     for how in {r["setting"] for r in results}:
         points = sorted((r[size], r[seconds]) for r in results if r["setting"] == how)
-        if len(points) >= 2:
+        if len({n for n, _ in points}) >= 2:  # a line needs two sizes; repeats of one size do not make one
             slope, fixed = np.polyfit([n for n, _ in points], [t for _, t in points], 1)
             fits[how] = {"fixed_s": float(fixed), "per_row_ms": 1000 * float(slope), "largest": points[-1]}
     if "local" not in fits:
@@ -116,6 +123,34 @@ def engine_overhead(results: list[dict], size: str, seconds: str) -> dict:
         }
         for how, fit in sorted(fits.items())
     }
+
+
+def paired_overhead(results: list[dict]) -> dict:
+    """Each Ray setting against the local run of the same size and repeat: the mean of seconds(Ray) /
+    seconds(local) - 1 over the repeats, with a 95 % t-interval (pairs, not runs, are the unit: the machine's
+    drift is shared within a pair)."""
+    from scipy import stats
+
+    local = {(r["rows"], r["repeat"]): r["seconds"] for r in results if r["setting"] == "local"}
+    out = {}
+    for how in sorted({r["setting"] for r in results} - {"local"}):
+        for n in sorted({r["rows"] for r in results}):
+            ratios = [
+                r["seconds"] / local[n, r["repeat"]] - 1
+                for r in results
+                if r["setting"] == how and r["rows"] == n and (n, r["repeat"]) in local
+            ]
+            if len(ratios) < 2:
+                continue
+            mean, sem = float(np.mean(ratios)), float(stats.sem(ratios))
+            half = float(stats.t.ppf(0.975, len(ratios) - 1)) * sem
+            out[f"{how}@{n}"] = {
+                "pairs": len(ratios),
+                "overheads": [round(x, 3) for x in ratios],
+                "mean": round(mean, 3),
+                "ci95": [round(mean - half, 3), round(mean + half, 3)],
+            }
+    return out
 
 
 def engine_args(setting: str) -> list[str]:
@@ -135,6 +170,7 @@ def main(
     part_rows: int = typer.Option(10_000),
     setting: list[str] = typer.Option(["local"], help="local, or ray:AxT (A actors of T threads)"),
     reader_only: bool = typer.Option(False, help="only read the inputs (CSV and parquet) as predict does: no model"),
+    repeat: int = typer.Option(1, min=1, help="runs of each setting per size, interleaved in alternating order"),
 ) -> None:
     texts = pl.read_parquet(source) if source.suffix == ".parquet" else pl.read_csv(source, infer_schema=False)
     texts = texts["text"].to_list()
@@ -162,28 +198,30 @@ def main(
                     )
                     print(json.dumps(results[-1]), flush=True)
                 continue
-            for how in setting:
-                target = Path(tmp) / f"out_{n}"
-                cmd = [sys.executable, "-c", CHILD, "predict", "--input", str(data), "--output", str(target)]
-                cmd += ["--model", str(model), "--params", str(params), "--part-rows", str(part_rows)]
-                returncode, _, stderr, seconds, tree_peak = run_measured([*cmd, *engine_args(how)])
-                if returncode:
-                    raise SystemExit(f"predict ({how}) failed on {n} rows:\n{stderr[-2000:]}")
-                peak_kb = int(stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0])
-                labelled = pl.scan_parquet(str(target / "*.parquet")).select(pl.len()).collect().item()
-                assert labelled == n, (labelled, n)
-                results.append(
-                    {
-                        "setting": how,
-                        "rows": n,
-                        "seconds": round(seconds, 1),
-                        "rows_per_s": round(n / seconds, 1),
-                        "peak_rss_mb": round(peak_kb / 1024, 1),
-                        "tree_peak_rss_mb": round(tree_peak, 1),
-                    }
-                )
-                print(json.dumps(results[-1]), flush=True)
-                shutil.rmtree(target)
+            for k in range(repeat):
+                for how in setting if k % 2 == 0 else setting[::-1]:
+                    target = Path(tmp) / f"out_{n}"
+                    cmd = [sys.executable, "-c", CHILD, "predict", "--input", str(data), "--output", str(target)]
+                    cmd += ["--model", str(model), "--params", str(params), "--part-rows", str(part_rows)]
+                    returncode, _, stderr, seconds, tree_peak = run_measured([*cmd, *engine_args(how)])
+                    if returncode:
+                        raise SystemExit(f"predict ({how}) failed on {n} rows:\n{stderr[-2000:]}")
+                    peak_kb = int(stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0])
+                    labelled = pl.scan_parquet(str(target / "*.parquet")).select(pl.len()).collect().item()
+                    assert labelled == n, (labelled, n)
+                    results.append(
+                        {
+                            "setting": how,
+                            "rows": n,
+                            "repeat": k,
+                            "seconds": round(seconds, 1),
+                            "rows_per_s": round(n / seconds, 1),
+                            "peak_rss_mb": round(peak_kb / 1024, 1),
+                            "tree_peak_rss_mb": round(tree_peak, 1),
+                        }
+                    )
+                    print(json.dumps(results[-1]), flush=True)
+                    shutil.rmtree(target)
     report = {
         "what": "commentclf predict --input (streamed, parquet parts), one process per size and setting"
         + ("; reader:* = the input side alone (streaming.input_parts), no model" if reader_only else ""),
@@ -194,6 +232,7 @@ def main(
         "hardware": hardware(),
         "results": results,
         "engine_overhead": engine_overhead(results, "rows", "seconds"),
+        "paired_overhead": paired_overhead(results) if repeat > 1 else {},
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
