@@ -1,7 +1,7 @@
 import json
 import subprocess
 
-from commentclf.reports import render_readme, save_report
+from commentclf.reports import compare_table, render_readme, save_report
 
 
 def fake_run(tmp_path):
@@ -97,3 +97,22 @@ def test_ceiling_gives_the_gap_recovered_at_the_top_of_the_report(tmp_path):
     out = json.loads((tmp_path / "benchmark.json").read_text())
     assert out["ceiling_macro_f1"] == 0.51 and abs(out["gap_recovered"] - 0.6) < 1e-9  # (0.49-0.46)/(0.51-0.46)
     assert "gap recovered by the deployed student: 0.60" in (tmp_path / "benchmark.md").read_text()
+
+
+def test_compare_lists_common_models_with_differences_and_refuses_other_test_sets(tmp_path):
+    import pytest
+
+    save_report(fake_run(tmp_path), tmp_path / "reports" / "a", "x")
+    bench_b = json.loads((tmp_path / "reports/a/benchmark.json").read_text())
+    bench_b["models"]["setfit"]["macro_f1"] = 0.55
+    bench_b["models"]["setfit"]["minority_f1"] = 0.25
+    del bench_b["models"]["student_onnx_int8"]
+    (tmp_path / "reports/b").mkdir()
+    (tmp_path / "reports/b/benchmark.json").write_text(json.dumps(bench_b))
+    table = compare_table(tmp_path / "reports/a", tmp_path / "reports/b")
+    assert "| setfit | 0.500 [0.40, 0.60] | 0.550 [0.40, 0.60] | +0.050 | 0.300 [0.20, 0.40] " in table
+    assert "| -0.050 |" in table and "student_onnx_int8" not in table
+    bench_b["test_size"] = 8
+    (tmp_path / "reports/b/benchmark.json").write_text(json.dumps(bench_b))
+    with pytest.raises(ValueError, match="different sets"):
+        compare_table(tmp_path / "reports/a", tmp_path / "reports/b")

@@ -115,6 +115,40 @@ def results_table(report_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def compare_table(base_dir: Path, other_dir: Path) -> str:
+    """Two saved runs on the same test set, model by model (those both benchmarked): macro-F1 and minority F1
+    of each with its bootstrap interval, and the difference. The runs' test predictions are not kept, so the
+    intervals are each run's own, not an interval of the difference: a difference inside both is not shown to
+    be real."""
+    base, other = (json.loads((d / "benchmark.json").read_text()) for d in (base_dir, other_dir))
+    if base["test_size"] != other["test_size"]:
+        raise ValueError(
+            f"{base_dir} and {other_dir} were tested on different sets ({base['test_size']} and "
+            f"{other['test_size']} comments)"
+        )
+    minority = base.get("minority_label", "minority")
+    a, b = base_dir.name, other_dir.name
+    lines = [
+        f"Test set: {base['test_size']} comments. Intervals: each run's 95 % bootstrap (unpaired).",
+        "",
+        f"| model | macro-F1 {a} | macro-F1 {b} | Δ | {minority} F1 {a} | {minority} F1 {b} | Δ |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(m: dict, key: str) -> str:
+        return f"{m[key]:.3f} [{m[key + '_ci'][0]:.2f}, {m[key + '_ci'][1]:.2f}]"
+
+    for name, m in base["models"].items():
+        if name not in other["models"]:
+            continue
+        n = other["models"][name]
+        lines.append(
+            f"| {name} | {cell(m, 'macro_f1')} | {cell(n, 'macro_f1')} | {n['macro_f1'] - m['macro_f1']:+.3f} "
+            f"| {cell(m, 'minority_f1')} | {cell(n, 'minority_f1')} | {n['minority_f1'] - m['minority_f1']:+.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _minority_names(report_dir: Path) -> list[str]:
     md = (report_dir / "benchmark.md").read_text()
     return re.findall(r"\| (\w+) F1 \[95 % CI\]", md)
