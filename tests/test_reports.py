@@ -1,6 +1,8 @@
 import json
 import subprocess
 
+import pytest
+
 from commentclf.reports import compare_table, render_readme, save_report
 
 
@@ -100,8 +102,6 @@ def test_ceiling_gives_the_gap_recovered_at_the_top_of_the_report(tmp_path):
 
 
 def test_compare_lists_common_models_with_differences_and_refuses_other_test_sets(tmp_path):
-    import pytest
-
     save_report(fake_run(tmp_path), tmp_path / "reports" / "a", "x")
     bench_b = json.loads((tmp_path / "reports/a/benchmark.json").read_text())
     bench_b["models"]["setfit"]["macro_f1"] = 0.55

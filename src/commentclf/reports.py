@@ -98,8 +98,7 @@ def results_table(report_dir: Path) -> str:
             continue
         size = "n/a" if m["size_mb"] is None else f"{m['size_mb']:.1f}"
         lines.append(
-            f"| {name} | {m['macro_f1']:.3f} [{m['macro_f1_ci'][0]:.2f}, {m['macro_f1_ci'][1]:.2f}] "
-            f"| {m['minority_f1']:.3f} [{m['minority_f1_ci'][0]:.2f}, {m['minority_f1_ci'][1]:.2f}] "
+            f"| {name} | {_with_ci(m, 'macro_f1')} | {_with_ci(m, 'minority_f1')} "
             f"| {m['latency_ms']['p50_bs1_1t']:.1f} | {size} |"
         )
     pairs = {k: v for k, v in bench.get("comparisons", {}).items() if isinstance(v, dict)}
@@ -135,18 +134,18 @@ def compare_table(base_dir: Path, other_dir: Path) -> str:
         "|---|---|---|---|---|---|---|",
     ]
 
-    def cell(m: dict, key: str) -> str:
-        return f"{m[key]:.3f} [{m[key + '_ci'][0]:.2f}, {m[key + '_ci'][1]:.2f}]"
-
     for name, m in base["models"].items():
         if name not in other["models"]:
             continue
         n = other["models"][name]
-        lines.append(
-            f"| {name} | {cell(m, 'macro_f1')} | {cell(n, 'macro_f1')} | {n['macro_f1'] - m['macro_f1']:+.3f} "
-            f"| {cell(m, 'minority_f1')} | {cell(n, 'minority_f1')} | {n['minority_f1'] - m['minority_f1']:+.3f} |"
-        )
+        cells = [f"{_with_ci(m, k)} | {_with_ci(n, k)} | {n[k] - m[k]:+.3f}" for k in ("macro_f1", "minority_f1")]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
+
+
+def _with_ci(model: dict, key: str) -> str:
+    """`0.516 [0.48, 0.55]`: a benchmark figure with its interval (`key` and `key_ci`)."""
+    return f"{model[key]:.3f} [{model[key + '_ci'][0]:.2f}, {model[key + '_ci'][1]:.2f}]"
 
 
 def _minority_names(report_dir: Path) -> list[str]:
