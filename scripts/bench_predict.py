@@ -5,8 +5,9 @@ at several input sizes, for each engine setting.
         --out reports/demo/predict_streaming.json
     python scripts/bench_predict.py --source data/split/pool.parquet --rows 5000 \
         --setting local --setting ray:1x2 --setting ray:2x1 --out reports/demo/predict_engines.json
-    python scripts/bench_predict.py --source data/split/pool.parquet --rows 20000 --repeat 6 \
-        --setting local --setting ray:1x2 --out reports/demo/predict_engines_paired.json
+    python scripts/bench_predict.py --source ../shared/datasets/ruw/pool-rest.csv --rows 10000 --repeat 7 \
+        --setting local --setting ray:1x2 --part-rows 1000 --model models/onnx/int8_hybrid \
+        --out reports/ruw/predict_engines_paired.json          # in a checkout that ran the ruw profile
     python scripts/bench_predict.py --source data/split/pool.parquet --rows 10000 --rows 1000000 \
         --rows 3000000 --reader-only --out reports/demo/predict_reader.json
 
