@@ -198,3 +198,28 @@ def test_the_runs_own_ray_runs_its_workers_at_normal_priority(monkeypatch):
             assert ray.get(niceness.remote()) == expected
         finally:
             ray.shutdown()
+
+
+@pytest.mark.slow
+def test_each_part_is_its_own_task(smoke_repo, student, tmp_path):
+    """Ray's parquet reader packs small files into one read unit; were the parts left in that one block, one
+    actor would label the whole input while the others idled (and nothing would be written part by part).
+    Each part comes back as its own written file: one task per part, free to go to any actor."""
+    from commentclf.config import load_params
+    from commentclf.ray_engine import ORDER, Labeller, RayOptions, _map_parts, import_ray
+    from commentclf.streaming import part_name
+
+    cfg = load_params(smoke_repo / "params.yaml")
+    pool = pl.read_parquet(smoke_repo / "data/split/pool.parquet")["text"]
+    staged, written = tmp_path / "staged", tmp_path / "written"
+    staged.mkdir()
+    parts, part_rows = 5, 40
+    for k in range(parts):
+        rows = range(k * part_rows, (k + 1) * part_rows)
+        texts = [pool[i % len(pool)] for i in rows]
+        pl.DataFrame({"__row": list(rows), "text": texts}).write_parquet(staged / part_name(k))
+    kwargs = {"model_dir": str(student.resolve()), "max_length": cfg.student.max_length}
+    kwargs |= {"prefix": cfg.student.prefix, "threads": 1, "columns": ("text", "id"), "batch_size": 1}
+    _map_parts(import_ray(), RayOptions(num_cpus=2, actors=2), Labeller, kwargs, staged, parts, part_rows, written)
+    spans = sorted((df[ORDER].min(), len(df)) for df in map(pl.read_parquet, written.glob("*.parquet")))
+    assert spans == [(k * part_rows, part_rows) for k in range(parts)]

@@ -155,7 +155,12 @@ def _map_parts(ray, opts: RayOptions, actor, kwargs: dict, staged: Path, blocks:
         ctx.execution_options.preserve_order = True  # output in input order: the parts are filed as written
         # Reading and writing parquet is light work: a sliver of a CPU each leaves the cores to the actors.
         io = {"num_cpus": IO_CPUS}
-        ray.data.read_parquet(str(staged), ray_remote_args=io, override_num_blocks=blocks).map_batches(
+        ds = ray.data.read_parquet(str(staged), ray_remote_args=io, override_num_blocks=blocks)
+        # Ray's parquet reader packs files into read units of up to 128 MiB whatever override_num_blocks says,
+        # so the staged parts came back as one block: one task, on one actor, while the others sat idle (and
+        # nothing was written or retried part by part). Cut the blocks back to parts (a streaming operator).
+        ds = ds.repartition(target_num_rows_per_block=part_rows, strict=True)
+        ds.map_batches(
             actor,
             fn_constructor_kwargs=kwargs,
             batch_size=part_rows,
