@@ -8,7 +8,9 @@ equal the first setting's (argmax exactly, probabilities within 1e-5).
 `--pool FILE` labels that file's texts as the pool instead of the run's split (a scratch split folder with
 the run's train/dev/test); the outputs are thrown away, so it may hold texts that are never trained on.
 With two or more pool sizes (`--max-pool`, 0 = the whole pool) the report splits each Ray setting's overhead
-into a fixed start-up cost and a cost per row (bench_predict.engine_overhead).
+into a fixed start-up cost and a cost per row (bench_predict.engine_overhead). `--repeat K` runs each setting K
+times per size, interleaved as bench_predict does, and pairs each Ray run with its local neighbour
+(`paired_overhead`, on the scoring seconds); `cpu_seconds` says which processes of the tree used the CPU.
 
 Each setting runs this checkout's stage (stages/llm_label.py, src/) in a child process on a copy of the run's
 params with `label.engine` (and for `ray:AxT`, A actors of T threads) changed, and `label` keys that the run's
@@ -30,7 +32,9 @@ import polars as pl
 import polars.selectors as cs
 import typer
 import yaml
-from bench_predict import engine_overhead, run_measured  # scripts/ is on sys.path when a script runs
+
+# scripts/ is on sys.path when a script runs
+from bench_predict import engine_overhead, interleaved, paired_overhead, run_measured
 
 from commentclf.benchmark import hardware
 from commentclf.data import read_table
@@ -38,17 +42,17 @@ from commentclf.data import read_table
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_stage(run_dir: Path, params: Path, out: Path, split_dir: Path) -> tuple[float, float]:
-    """(seconds, peak MB of the process tree) of one llm_label run."""
+def run_stage(run_dir: Path, params: Path, out: Path, split_dir: Path) -> tuple[float, float, dict]:
+    """(seconds, peak MB of the process tree, CPU seconds by process role) of one llm_label run."""
     cmd = [sys.executable, str(REPO / "stages/llm_label.py"), "--params", str(params), "--assets", "models/base"]
     cmd += ["--split-dir", str(split_dir), "--setfit-dir", "models/setfit", "--llm-dir", "models/llm"]
     cmd += ["--teachers-out", str(out / "teachers.joblib"), "--ensemble-out", str(out / "ensemble.json")]
     cmd += ["--out", str(out / "pseudo.parquet"), "--metrics", str(out / "label.json")]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    returncode, stdout, stderr, seconds, peak = run_measured(cmd, run_dir, env)
+    returncode, stdout, stderr, seconds, peak, cpu = run_measured(cmd, run_dir, env)
     if returncode:
         raise SystemExit(f"llm_label failed:\n{(stdout + stderr)[-3000:]}")
-    return seconds, peak
+    return seconds, peak, cpu
 
 
 def main(
@@ -57,12 +61,13 @@ def main(
     out: Path = typer.Option(..., help="JSON report"),
     max_pool: list[int] = typer.Option([0], help="pool rows to label (label.max_pool); 0: the whole pool"),
     pool: Path | None = typer.Option(None, help="CSV or parquet whose `text` column is the pool to label"),
+    repeat: int = typer.Option(1, min=1, help="runs of each setting per pool size, interleaved in alternating order"),
 ) -> None:
     base = yaml.safe_load((run_dir / "params.yaml").read_text())
     for key, value in yaml.safe_load((REPO / "params.yaml").read_text())["label"].items():
         base["label"].setdefault(key, value)
     results, reference = [], {}
-    runs = [(how, size) for size in max_pool for how in setting]
+    runs = [(k, how, size) for size in max_pool for k, how in interleaved(setting, repeat)]
     with tempfile.TemporaryDirectory() as tmp:
         split_dir = (run_dir / "data/split").resolve()
         if pool is not None:  # the run's seed split, this pool
@@ -74,7 +79,7 @@ def main(
             pl.DataFrame({"id": [str(i) for i in range(len(texts))], "text": texts}).write_parquet(
                 split_dir / "pool.parquet"
             )
-        for how, size in runs:
+        for k, how, size in runs:
             params = json.loads(json.dumps(base))
             params["label"]["max_pool"] = size or None
             if how == "local":
@@ -82,15 +87,16 @@ def main(
             else:
                 actors, threads = how.removeprefix("ray:").split("x")
                 params["label"].update(engine="ray", ray_actors=int(actors), ray_threads=int(threads))
-            target = Path(tmp) / f"{how.replace(':', '_')}_{size}"
+            target = Path(tmp) / f"{how.replace(':', '_')}_{size}_{k}"
             target.mkdir()
             (target / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
-            seconds, peak_mb = run_stage(run_dir, target / "params.yaml", target, split_dir)
+            seconds, peak_mb, cpu = run_stage(run_dir, target / "params.yaml", target, split_dir)
             metrics = json.loads((target / "label.json").read_text())
             pseudo = pl.read_parquet(target / "pseudo.parquet")
             proba = pseudo.select(cs.starts_with("proba_")).to_numpy()
             row = {
                 "setting": how,
+                "repeat": k,
                 "max_pool": size or None,
                 "rows_scored": metrics["scoring"]["rows"],
                 "pool_rows": len(pseudo),
@@ -98,6 +104,7 @@ def main(
                 "scoring_seconds": metrics["scoring"]["seconds"],
                 "scoring_rows_per_s": metrics["scoring"]["rows_per_s"],
                 "tree_peak_rss_mb": round(peak_mb, 1),
+                "cpu_seconds": cpu,
             }
             if size not in reference:
                 reference[size] = (pseudo["label"], proba)
@@ -115,6 +122,7 @@ def main(
         "hardware": hardware(),
         "results": results,
         "engine_overhead": engine_overhead(results, "rows_scored", "scoring_seconds"),
+        "paired_overhead": paired_overhead(results, "rows_scored", "scoring_seconds") if repeat > 1 else {},
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

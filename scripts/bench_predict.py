@@ -14,7 +14,9 @@ at several input sizes, for each engine setting.
 Each size is a file of the source's texts repeated, labelled by `commentclf predict` in its own process.
 Settings: `local` (all threads), `ray:AxT` (A actors of T threads on a local Ray of A*T CPUs). Peak RSS is
 the process's high-water mark as it exits (VmHWM); `tree_peak_rss_mb` samples the whole process tree (Ray's
-raylet and workers are children of the driver) twice a second. Writes one JSON with the hardware.
+raylet and workers are children of the driver) twice a second, and `cpu_seconds` the CPU each of its
+processes used, by role (driver, raylet, gcs_server, ray::Labeller, ray::_StatsActor, ...): where a Ray run's
+extra time goes. Writes one JSON with the hardware.
 
 `--repeat K` runs every setting K times per size, interleaved and in alternating order (local, Ray, Ray,
 local, ...), because on a shared 2-core machine the same run varies by a quarter from one minute to the next:
@@ -69,9 +71,25 @@ assert sum(len(part) for part in input_parts(path, 0, part_rows)) == table_rows(
 """
 
 
-def tree_rss_peak(pid: int, stop: threading.Event, peak: list[float]) -> None:
+def process_role(proc, root_pid: int) -> str:
+    """A short name for a process of the run's tree: the driver, a Ray daemon (raylet, gcs_server, a .py
+    monitor) or a Ray worker by the title Ray gives it (ray::Labeller, ray::_StatsActor, ray::IDLE, ...)."""
+    if proc.pid == root_pid:
+        return "driver"
+    args = proc.cmdline() or [proc.name()]
+    if args[0].startswith("ray::"):
+        return args[0].split()[0]
+    script = next((Path(a).name for a in args if a.endswith(".py")), None)
+    return script or Path(args[0]).name
+
+
+def sample_tree(pid: int, stop: threading.Event, peak: list[float], cpu: dict[str, float]) -> None:
+    """Twice a second: the tree's total RSS (its peak into `peak[0]`) and each process's CPU seconds since the
+    last sample, added to `cpu` under its current role (a Ray worker changes title as it takes tasks). CPU a
+    process spends after its last sample (it exits between two) is not counted."""
     import psutil
 
+    seen: dict[int, float] = {}
     while not stop.is_set():
         try:
             root = psutil.Process(pid)
@@ -80,8 +98,13 @@ def tree_rss_peak(pid: int, stop: threading.Event, peak: list[float]) -> None:
             for proc in procs:
                 try:
                     total += proc.memory_info().rss
+                    times = proc.cpu_times()
+                    used = times.user + times.system
+                    role = process_role(proc, pid)
                 except psutil.Error:
-                    pass
+                    continue
+                cpu[role] = cpu.get(role, 0.0) + used - seen.get(proc.pid, 0.0)
+                seen[proc.pid] = used
             peak[0] = max(peak[0], total / 2**20)
         except psutil.Error:
             pass
@@ -89,16 +112,18 @@ def tree_rss_peak(pid: int, stop: threading.Event, peak: list[float]) -> None:
 
 
 def run_measured(cmd: list[str], cwd: Path | None = None, env: dict | None = None):
-    """Run `cmd`; (returncode, stdout, stderr, seconds, peak MB of its process tree)."""
+    """Run `cmd`; (returncode, stdout, stderr, seconds, peak MB of its process tree, CPU seconds by role)."""
     start = time.perf_counter()
     child = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stop, tree_peak = threading.Event(), [0.0]
-    sampler = threading.Thread(target=tree_rss_peak, args=(child.pid, stop, tree_peak))
+    stop, tree_peak, cpu = threading.Event(), [0.0], {}
+    sampler = threading.Thread(target=sample_tree, args=(child.pid, stop, tree_peak, cpu))
     sampler.start()
     stdout, stderr = child.communicate()
     stop.set()
     sampler.join()
-    return child.returncode, stdout, stderr, time.perf_counter() - start, tree_peak[0]
+    seconds = time.perf_counter() - start
+    cpu = {role: round(s, 1) for role, s in sorted(cpu.items(), key=lambda kv: -kv[1]) if s >= 0.05}
+    return child.returncode, stdout, stderr, seconds, tree_peak[0], cpu
 
 
 def engine_overhead(results: list[dict], size: str, seconds: str) -> dict:
@@ -126,20 +151,20 @@ def engine_overhead(results: list[dict], size: str, seconds: str) -> dict:
     }
 
 
-def paired_overhead(results: list[dict]) -> dict:
+def paired_overhead(results: list[dict], size: str = "rows", seconds: str = "seconds") -> dict:
     """Each Ray setting against the local run of the same size and repeat: the mean of seconds(Ray) /
     seconds(local) - 1 over the repeats, with a 95 % t-interval (pairs, not runs, are the unit: the machine's
     drift is shared within a pair)."""
     from scipy import stats
 
-    local = {(r["rows"], r["repeat"]): r["seconds"] for r in results if r["setting"] == "local"}
+    local = {(r[size], r["repeat"]): r[seconds] for r in results if r["setting"] == "local"}
     out = {}
     for how in sorted({r["setting"] for r in results} - {"local"}):
-        for n in sorted({r["rows"] for r in results}):
+        for n in sorted({r[size] for r in results}):
             ratios = [
-                r["seconds"] / local[n, r["repeat"]] - 1
+                r[seconds] / local[n, r["repeat"]] - 1
                 for r in results
-                if r["setting"] == how and r["rows"] == n and (n, r["repeat"]) in local
+                if r["setting"] == how and r[size] == n and (n, r["repeat"]) in local
             ]
             if len(ratios) < 2:
                 continue
@@ -152,6 +177,14 @@ def paired_overhead(results: list[dict]) -> dict:
                 "ci95": [round(mean - half, 3), round(mean + half, 3)],
             }
     return out
+
+
+def interleaved(settings: list[str], repeat: int):
+    """(repeat, setting) in the order runs are made: each setting once per repeat, the order reversed on odd
+    repeats (local, Ray, Ray, local, ...) so neither always runs first on a machine whose speed drifts."""
+    for k in range(repeat):
+        for how in settings if k % 2 == 0 else settings[::-1]:
+            yield k, how
 
 
 def engine_args(setting: str) -> list[str]:
@@ -185,7 +218,7 @@ def main(
                 frame.write_csv(data.with_suffix(".csv"))
                 for kind in ("csv", "parquet"):
                     cmd = [sys.executable, "-c", READER, str(data.with_suffix(f".{kind}")), str(part_rows)]
-                    returncode, _, stderr, seconds, _ = run_measured(cmd)
+                    returncode, _, stderr, seconds, _, _ = run_measured(cmd)
                     if returncode:
                         raise SystemExit(f"reading {kind} failed on {n} rows:\n{stderr[-2000:]}")
                     peak_kb = int(stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0])
@@ -199,30 +232,30 @@ def main(
                     )
                     print(json.dumps(results[-1]), flush=True)
                 continue
-            for k in range(repeat):
-                for how in setting if k % 2 == 0 else setting[::-1]:
-                    target = Path(tmp) / f"out_{n}"
-                    cmd = [sys.executable, "-c", CHILD, "predict", "--input", str(data), "--output", str(target)]
-                    cmd += ["--model", str(model), "--params", str(params), "--part-rows", str(part_rows)]
-                    returncode, _, stderr, seconds, tree_peak = run_measured([*cmd, *engine_args(how)])
-                    if returncode:
-                        raise SystemExit(f"predict ({how}) failed on {n} rows:\n{stderr[-2000:]}")
-                    peak_kb = int(stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0])
-                    labelled = pl.scan_parquet(str(target / "*.parquet")).select(pl.len()).collect().item()
-                    assert labelled == n, (labelled, n)
-                    results.append(
-                        {
-                            "setting": how,
-                            "rows": n,
-                            "repeat": k,
-                            "seconds": round(seconds, 1),
-                            "rows_per_s": round(n / seconds, 1),
-                            "peak_rss_mb": round(peak_kb / 1024, 1),
-                            "tree_peak_rss_mb": round(tree_peak, 1),
-                        }
-                    )
-                    print(json.dumps(results[-1]), flush=True)
-                    shutil.rmtree(target)
+            for k, how in interleaved(setting, repeat):
+                target = Path(tmp) / f"out_{n}"
+                cmd = [sys.executable, "-c", CHILD, "predict", "--input", str(data), "--output", str(target)]
+                cmd += ["--model", str(model), "--params", str(params), "--part-rows", str(part_rows)]
+                returncode, _, stderr, seconds, tree_peak, cpu = run_measured([*cmd, *engine_args(how)])
+                if returncode:
+                    raise SystemExit(f"predict ({how}) failed on {n} rows:\n{stderr[-2000:]}")
+                peak_kb = int(stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0])
+                labelled = pl.scan_parquet(str(target / "*.parquet")).select(pl.len()).collect().item()
+                assert labelled == n, (labelled, n)
+                results.append(
+                    {
+                        "setting": how,
+                        "rows": n,
+                        "repeat": k,
+                        "seconds": round(seconds, 1),
+                        "rows_per_s": round(n / seconds, 1),
+                        "peak_rss_mb": round(peak_kb / 1024, 1),
+                        "tree_peak_rss_mb": round(tree_peak, 1),
+                        "cpu_seconds": cpu,
+                    }
+                )
+                print(json.dumps(results[-1]), flush=True)
+                shutil.rmtree(target)
     report = {
         "what": "commentclf predict --input (streamed, parquet parts), one process per size and setting"
         + ("; reader:* = the input side alone (streaming.input_parts), no model" if reader_only else ""),

@@ -154,8 +154,7 @@ def _map_parts(ray, opts: RayOptions, actor, kwargs: dict, staged: Path, blocks:
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # output in input order: the parts are filed as written
         # Reading and writing parquet is light work: a sliver of a CPU each leaves the cores to the actors.
-        io = {"num_cpus": IO_CPUS}
-        ds = ray.data.read_parquet(str(staged), ray_remote_args=io, override_num_blocks=blocks)
+        ds = ray.data.read_parquet(str(staged), num_cpus=IO_CPUS, override_num_blocks=blocks)
         # Ray's parquet reader packs files into read units of up to 128 MiB whatever override_num_blocks says,
         # so the staged parts came back as one block: one task, on one actor, while the others sat idle (and
         # nothing was written or retried part by part). Cut the blocks back to parts (a streaming operator).
@@ -169,7 +168,7 @@ def _map_parts(ray, opts: RayOptions, actor, kwargs: dict, staged: Path, blocks:
             # a few long parts the last actors to start sit idle while the first works through its queue.
             compute=ray.data.ActorPoolStrategy(size=opts.actors, max_tasks_in_flight_per_actor=1),
             num_cpus=opts.threads,
-        ).write_parquet(str(written), ray_remote_args=io)
+        ).write_parquet(str(written), ray_remote_args={"num_cpus": IO_CPUS})
     except Exception as err:  # a worker's exception arrives wrapped in Ray's; say what failed, keep the cause
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise EngineError(
