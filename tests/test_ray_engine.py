@@ -178,7 +178,7 @@ def test_llm_label_on_ray_gives_the_local_pseudo_labels(smoke_repo, tmp_path):
 @pytest.mark.slow
 def test_the_runs_own_ray_runs_its_workers_at_normal_priority(monkeypatch):
     """At Ray's default niceness (15) the actors starve beside any busy process; a local Ray started for the run
-    gives them normal priority, and a value the user set is kept."""
+    gives them normal priority, and a value the user set is kept. Without --actors, one actor per CPU given."""
     from commentclf.ray_engine import RayOptions, _init_ray, import_ray
 
     ray = import_ray()
@@ -193,8 +193,9 @@ def test_the_runs_own_ray_runs_its_workers_at_normal_priority(monkeypatch):
             monkeypatch.delenv("RAY_worker_niceness", raising=False)
         else:
             monkeypatch.setenv("RAY_worker_niceness", preset)
-        assert _init_ray(ray, RayOptions(num_cpus=1))  # this call started it
+        started, actors = _init_ray(ray, RayOptions(num_cpus=2))
         try:
+            assert started and actors == 2  # this call started it; no --actors: one per CPU given
             assert ray.get(niceness.remote()) == expected
         finally:
             ray.shutdown()

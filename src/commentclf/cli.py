@@ -98,7 +98,11 @@ def predict(
     engine: str = typer.Option("local", help="local: this process, streaming | ray: Ray Data (the `ray` extra)"),
     address: str = typer.Option(None, help="ray: a running cluster's address (default: RAY_ADDRESS, else a local Ray)"),
     num_cpus: int = typer.Option(None, min=1, help="ray: CPUs of the local Ray started for the run (default: all)"),
-    actors: int = typer.Option(1, min=1, help="ray: model replicas (actors), each loading the student once"),
+    actors: int = typer.Option(
+        None,
+        min=1,
+        help="ray: model replicas (actors), each loading the student once (default: one per --threads CPUs)",
+    ),
     threads: int = typer.Option(1, min=1, help="ray: onnxruntime threads (Ray CPUs) per actor"),
 ) -> None:
     """Label one text, or a file with the ONNX student. A file is streamed in constant memory into parquet

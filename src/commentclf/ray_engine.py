@@ -47,8 +47,9 @@ class RayOptions:
     """A running cluster (`ray start --head` prints it); None attaches to RAY_ADDRESS, else starts a local Ray."""
     num_cpus: int | None = None
     """CPUs of the local Ray started for the run (None: all); ignored when attaching to a cluster."""
-    actors: int = 1
-    """Model replicas: actors that each load the student once and label batches."""
+    actors: int | None = None
+    """Model replicas: actors that each load the student once and label batches. None: as many as the CPUs
+    hold at `threads` each (a local Ray's `num_cpus`; a cluster's CPUs less the one Ray Data's listing needs)."""
     threads: int = 1
     """onnxruntime threads (and Ray CPUs reserved) per actor."""
 
@@ -77,8 +78,9 @@ class Labeller:
         return label_part(self.clf, df, self.text_column, self.id_column, self.batch_size).to_arrow()
 
 
-def _init_ray(ray, opts: RayOptions) -> bool:
-    """Attach to a cluster or start a local Ray; True when this run started it (and must stop it).
+def _init_ray(ray, opts: RayOptions) -> tuple[bool, int]:
+    """Attach to a cluster or start a local Ray; (True when this run started it and must stop it, the number
+    of actors: `opts.actors`, or as many as the CPUs hold).
 
     Ray Data lists the input files in a task that asks for a whole CPU (no setting changes that); with
     every CPU held by actors it would wait forever. So a local Ray gets one logical CPU more than the
@@ -97,15 +99,16 @@ def _init_ray(ray, opts: RayOptions) -> bool:
         # one training process). The run's own Ray gives them normal priority, unless the user set it.
         os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(num_cpus=(opts.num_cpus or os.cpu_count() or 1) + 1, **kwargs)
-    cpus, needed = ray.cluster_resources().get("CPU", 0), opts.actors * opts.threads + 1
-    if cpus < needed:
+    cpus = ray.cluster_resources().get("CPU", 0)
+    actors = opts.actors or max(1, int(cpus - 1) // opts.threads)
+    if cpus < actors * opts.threads + 1:
         if started:
             ray.shutdown()
         raise EngineError(
-            f"the Ray cluster has {cpus:g} CPUs; {opts.actors} actors x {opts.threads} threads and one CPU for "
-            f"Ray Data's file listing need {needed}: give fewer --actors or --threads"
+            f"the Ray cluster has {cpus:g} CPUs; {actors} actors x {opts.threads} threads and one CPU for "
+            f"Ray Data's file listing need {actors * opts.threads + 1}: give fewer --actors or --threads"
         )
-    return started
+    return started, actors
 
 
 def _check_rows(files: list[Path], total: int) -> None:
@@ -149,7 +152,7 @@ def _in_input_order(files: list[Path]):
 def _map_parts(ray, opts: RayOptions, actor, kwargs: dict, staged: Path, blocks: int, part_rows: int, written: Path):
     """Ray Data over the staged parquet parts: read, `actor` (built once per replica from `kwargs`) on each
     part, write parquet to `written`. Starts (and stops) a local Ray or attaches to a cluster (`opts`)."""
-    started = _init_ray(ray, opts)
+    started, actors = _init_ray(ray, opts)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # output in input order: the parts are filed as written
@@ -166,7 +169,7 @@ def _map_parts(ray, opts: RayOptions, actor, kwargs: dict, staged: Path, blocks:
             batch_format="pyarrow",
             # One part in flight per actor: by default Ray queues two on the first actor to come up, and with
             # a few long parts the last actors to start sit idle while the first works through its queue.
-            compute=ray.data.ActorPoolStrategy(size=opts.actors, max_tasks_in_flight_per_actor=1),
+            compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
             num_cpus=opts.threads,
         ).write_parquet(str(written), ray_remote_args={"num_cpus": IO_CPUS})
     except Exception as err:  # a worker's exception arrives wrapped in Ray's; say what failed, keep the cause
