@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import joblib
 import numpy as np
 import polars as pl
 import typer
@@ -30,7 +29,7 @@ from commentclf.metrics import classification_report
 from commentclf.scoring import RowScorer, score_rows
 from commentclf.seeding import seed_everything
 from commentclf.stage import run
-from commentclf.teachers import CHEAP_TEACHERS, fit_cheap_teacher, full_proba, teacher_input
+from commentclf.teachers import CHEAP_TEACHERS, fit_cheap_teacher, full_proba, save_teachers, teacher_input
 
 
 def main(
@@ -89,8 +88,7 @@ def main(
 
     ensemble = Ensemble.fit(oof, y, labels, lc)
     ensemble.save(ensemble_out)
-    teachers_out.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(fitted, teachers_out)
+    save_teachers(fitted, teachers_out)
 
     def report(p: np.ndarray) -> dict:
         rows = np.isfinite(p).all(1)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from commentclf.errors import DataError
-from commentclf.teachers import crossfit, fit_cheap_teacher, full_proba, n_folds, score_teachers
+from commentclf.teachers import crossfit, fit_cheap_teacher, full_proba, n_folds, save_teachers, score_teachers
 
 
 def test_crossfit_never_lets_a_row_score_itself():
@@ -33,23 +33,44 @@ def test_folds_follow_the_rarest_label_and_refuse_a_label_with_one_row():
         n_folds(np.array([0] * 10 + [1]), 5)
 
 
-@pytest.mark.parametrize("name", ["logreg", "tfidf", "spread"])
-def test_cheap_teachers_learn_a_separable_task_out_of_fold(name):
+WORDS = ["kyiv brave", "nato provoked", "weather today"]  # one text per label: the tf-idf view's signal
+
+
+def fit_on_a_separable_task(name: str):
+    """(teacher fitted on 36 rows whose embeddings and words both carry the label, its out-of-fold
+    probabilities, the labels, the pool's embeddings)."""
     from conftest import section
 
     rng = np.random.default_rng(0)
     y = np.array([0, 1, 2] * 12)
     centres = np.eye(3, 8) * 3
     emb = centres[y] + rng.normal(0, 0.3, (len(y), 8))
-    words = ["kyiv brave", "nato provoked", "weather today"]
-    texts = [f"{words[label]} comment {i}" for i, label in enumerate(y)]
+    texts = [f"{WORDS[label]} comment {i}" for i, label in enumerate(y)]
     pool_emb = centres[[0, 1, 2]] + rng.normal(0, 0.3, (3, 8))
     cfg = section("label", folds=3, logreg_c=1.0, tfidf_c=10.0, spread_neighbors=5)
     model, oof = fit_cheap_teacher(name, cfg, 0, 3, texts, emb, y, pool_emb)
+    return model, oof, y, pool_emb
+
+
+@pytest.mark.parametrize("name", ["logreg", "tfidf", "spread"])
+def test_cheap_teachers_learn_a_separable_task_out_of_fold(name):
+    model, oof, y, pool_emb = fit_on_a_separable_task(name)
     assert oof.shape == (len(y), 3) and np.allclose(oof.sum(1), 1)
     assert (oof.argmax(1) == y).mean() > 0.9  # out-of-fold, yet right: the views carry the label
-    new = score_teachers([name], words, {name: model}, lambda texts: pool_emb, {}, 3)[name]
+    new = score_teachers([name], WORDS, {name: model}, lambda texts: pool_emb, {}, 3)[name]
     assert new.argmax(1).tolist() == [0, 1, 2]
+
+
+def test_saved_teachers_hold_no_memory_address_and_score_the_same(tmp_path):
+    """A memory address in the file would make every rerun of llm_label a new output for DVC."""
+    import joblib
+
+    model = fit_on_a_separable_task("tfidf")[0]
+    before = model.predict_proba(WORDS)
+    save_teachers({"tfidf": model}, tmp_path / "t.joblib")
+    loaded = joblib.load(tmp_path / "t.joblib")["tfidf"]
+    assert not any("_stop_words_id" in vars(part) for _, part in loaded.steps[0][1].transformer_list)
+    assert np.array_equal(loaded.predict_proba(WORDS), before)
 
 
 def test_full_proba_keeps_a_column_for_a_label_a_fold_lacked():
