@@ -4,6 +4,8 @@ equal the first setting's (argmax exactly, probabilities within 1e-5).
 
     python scripts/bench_label.py --run-dir /path/to/run --setting local --setting ray:1x2 --setting ray:2x1 \
         --max-pool 500 --max-pool 0 --out reports/ruw/label_engines.json
+    python scripts/bench_label.py --run-dir . --pool ../shared/datasets/ruw/pool-rest.csv --setting local \
+        --setting ray:1x2 --setting ray:2x1 --max-pool 1000 --repeat 2 --out reports/demo/label_engines_parts.json
 
 `--pool FILE` labels that file's texts as the pool instead of the run's split (a scratch split folder with
 the run's train/dev/test); the outputs are thrown away, so it may hold texts that are never trained on.
@@ -62,10 +64,13 @@ def main(
     max_pool: list[int] = typer.Option([0], help="pool rows to label (label.max_pool); 0: the whole pool"),
     pool: Path | None = typer.Option(None, help="CSV or parquet whose `text` column is the pool to label"),
     repeat: int = typer.Option(1, min=1, help="runs of each setting per pool size, interleaved in alternating order"),
+    part_rows: int = typer.Option(None, min=1, help="label.part_rows for every setting (default: the run's)"),
 ) -> None:
     base = yaml.safe_load((run_dir / "params.yaml").read_text())
     for key, value in yaml.safe_load((REPO / "params.yaml").read_text())["label"].items():
         base["label"].setdefault(key, value)
+    if part_rows:  # parts per actor set how evenly several actors share the rows
+        base["label"]["part_rows"] = part_rows
     results, reference = [], {}
     runs = [(k, how, size) for size in max_pool for k, how in interleaved(setting, repeat)]
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,8 +3,9 @@ at several input sizes, for each engine setting.
 
     python scripts/bench_predict.py --source data/split/pool.parquet --rows 10000 --rows 100000 \
         --out reports/demo/predict_streaming.json
-    python scripts/bench_predict.py --source data/split/pool.parquet --rows 5000 \
-        --setting local --setting ray:1x2 --setting ray:2x1 --out reports/demo/predict_engines.json
+    python scripts/bench_predict.py --source data/split/pool.parquet --rows 2000 --rows 10000 --repeat 3 \
+        --setting local --setting ray:1x2 --setting ray:2x1 --part-rows 1000 \
+        --out reports/demo/predict_engines_parts.json
     python scripts/bench_predict.py --source ../shared/datasets/ruw/pool-rest.csv --rows 10000 --repeat 7 \
         --setting local --setting ray:1x2 --part-rows 1000 --model models/onnx/int8_hybrid \
         --out reports/ruw/predict_engines_paired.json          # in a checkout that ran the ruw profile
