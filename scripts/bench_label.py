@@ -6,6 +6,9 @@ equal the first setting's (argmax exactly, probabilities within 1e-5).
         --max-pool 500 --max-pool 0 --out reports/ruw/label_engines.json
     python scripts/bench_label.py --run-dir . --pool ../shared/datasets/ruw/pool-rest.csv --setting local \
         --setting ray:1x2 --setting ray:2x1 --max-pool 1000 --repeat 2 --out reports/demo/label_engines_parts.json
+    python scripts/bench_label.py --run-dir . --pool ../shared/datasets/ruw/pool-rest.csv --setting local \
+        --setting ray:1x2 --setting ray:2x1 --max-pool 0 --repeat 2 --part-rows 256 \
+        --out reports/demo/label_engines_pool.json
 
 `--pool FILE` labels that file's texts as the pool instead of the run's split (a scratch split folder with
 the run's train/dev/test); the outputs are thrown away, so it may hold texts that are never trained on.
