@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline, make_union
+from sklearn.pipeline import make_pipeline, make_union
 from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import LabelSpreading
 
@@ -79,20 +79,12 @@ def save_teachers(fitted: dict, path: Path) -> None:
     `_stop_words_id`, the memory address of its stop-word list (a cache of a check it redoes when absent); an
     address differs in every process, so each rerun of llm_label wrote a new file and DVC reran the benchmark
     after it for nothing."""
-
-    def vectorizers(model):
-        if isinstance(model, Pipeline):
-            for _, step in model.steps:
-                yield from vectorizers(step)
-        elif isinstance(model, FeatureUnion):
-            for _, part in model.transformer_list:
-                yield from vectorizers(part)
-        elif isinstance(model, TfidfVectorizer):
-            yield model
-
     for model in fitted.values():
-        for vectorizer in vectorizers(model):
-            vars(vectorizer).pop("_stop_words_id", None)
+        # a pipeline's get_params lists every step it holds, nested ones included (the fitted objects themselves)
+        parts = model.get_params().values() if hasattr(model, "get_params") else ()
+        for part in parts:
+            if isinstance(part, TfidfVectorizer):
+                vars(part).pop("_stop_words_id", None)
     path.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(fitted, path)
 
