@@ -11,7 +11,6 @@ every label (the ensemble's distribution).
 The row scoring (e5 embeddings, SetFit and LLM probabilities) runs in this process or, with
 `label.engine: ray`, on Ray Data actors (commentclf.scoring, commentclf.ray_engine): same parts, same numbers."""
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -65,9 +64,7 @@ def main(
         from commentclf.ray_engine import RayOptions, score_rows_ray
 
         opts = RayOptions(address=lc.ray_address, actors=lc.ray_actors, threads=lc.ray_threads)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".ray_", dir=out.parent) as work_dir:
-            scores = score_rows_ray(cfg, encoder, setfit_dir, llm_dir, texts, needs_models, opts, Path(work_dir))
+        scores = score_rows_ray(cfg, encoder, setfit_dir, llm_dir, texts, needs_models, opts)
     else:
         scores = score_rows(RowScorer(cfg, encoder, setfit_dir, llm_dir), texts, needs_models, lc.part_rows)
     scoring_seconds = time.perf_counter() - t0

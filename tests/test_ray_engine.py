@@ -119,23 +119,13 @@ def test_two_node_cluster(smoke_repo, student, comments, tmp_path, monkeypatch):
         assert json.loads(nodes.strip().splitlines()[-1]) == 2
         src = comments(2000)
         predict(smoke_repo, student, src, tmp_path / "local")
-        predict(smoke_repo, student, src, tmp_path / "ray", "--engine", "ray", "--address", address, "--actors", "2")
+        predict(smoke_repo, student, src, tmp_path / "ray", "--engine", "ray", "--address", address)  # 3 actors
         assert frame(tmp_path / "ray").equals(frame(tmp_path / "local"))
-        # 3 actors would hold all 3 CPUs and leave none for Ray Data's file listing: refused, not a hang
-        proc = predict(
-            smoke_repo,
-            student,
-            src,
-            tmp_path / "big",
-            "--engine",
-            "ray",
-            "--address",
-            address,
-            "--actors",
-            "3",
-            check=False,
-        )
-        assert proc.returncode == 1 and "give fewer --actors" in proc.stdout + proc.stderr
+        # the nodes hold 3 one-thread actors (1 + 2 CPUs) and one of 2 threads: more is refused, not a hang
+        for too_many in (["--actors", "4"], ["--actors", "2", "--threads", "2"]):
+            big = [src, tmp_path / "big", "--engine", "ray", "--address", address, *too_many]
+            proc = predict(smoke_repo, student, *big, check=False)
+            assert proc.returncode == 1 and "give fewer --actors" in proc.stdout + proc.stderr
     finally:
         run_cmd([*ray, "stop", "--force"], tmp_path, check=False)
 
@@ -172,7 +162,6 @@ def test_llm_label_on_ray_gives_the_local_pseudo_labels(smoke_repo, tmp_path):
     proba = ["confidence", *(c for c in local.columns if c.startswith("proba_"))]
     assert ray.drop(proba).equals(local.drop(proba))  # ids, texts, labels, every teacher's label, kept
     assert np.abs(ray.select(proba).to_numpy() - local.select(proba).to_numpy()).max() < 1e-5
-    assert not list(tmp_path.glob("ray/.ray_*"))  # Ray's staged input and output are cleaned up
 
 
 @pytest.mark.slow
@@ -202,25 +191,67 @@ def test_the_runs_own_ray_runs_its_workers_at_normal_priority(monkeypatch):
 
 
 @pytest.mark.slow
-def test_each_part_is_its_own_task(smoke_repo, student, tmp_path):
-    """Ray's parquet reader packs small files into one read unit; were the parts left in that one block, one
-    actor would label the whole input while the others idled (and nothing would be written part by part).
-    Each part comes back as its own written file: one task per part, free to go to any actor."""
+def test_each_part_is_its_own_task(smoke_repo, student):
+    """Each part is its own block, hence its own task, free to go to any actor (were parts merged into a block,
+    as Ray's parquet reader once did, one actor would label them all while the others idled), and the results
+    come back one per part, in input order."""
     from commentclf.config import load_params
-    from commentclf.ray_engine import ORDER, Labeller, RayOptions, _map_parts, import_ray
-    from commentclf.streaming import part_name
+    from commentclf.ray_engine import Labeller, RayOptions, _map, _next_rows, import_ray
 
     cfg = load_params(smoke_repo / "params.yaml")
     pool = pl.read_parquet(smoke_repo / "data/split/pool.parquet")["text"]
-    staged, written = tmp_path / "staged", tmp_path / "written"
-    staged.mkdir()
     parts, part_rows = 5, 40
+    tables = []
     for k in range(parts):
         rows = range(k * part_rows, (k + 1) * part_rows)
-        texts = [pool[i % len(pool)] for i in rows]
-        pl.DataFrame({"__row": list(rows), "text": texts}).write_parquet(staged / part_name(k))
+        tables.append(pl.DataFrame({"__row": list(rows), "text": [pool[i % len(pool)] for i in rows]}).to_arrow())
     kwargs = {"model_dir": str(student.resolve()), "max_length": cfg.student.max_length}
     kwargs |= {"prefix": cfg.student.prefix, "threads": 1, "columns": ("text", "id"), "batch_size": 1}
-    _map_parts(import_ray(), RayOptions(num_cpus=2, actors=2), Labeller, kwargs, staged, parts, part_rows, written)
-    spans = sorted((df[ORDER].min(), len(df)) for df in map(pl.read_parquet, written.glob("*.parquet")))
+    results = _map(import_ray(), RayOptions(num_cpus=2, actors=2), tables, Labeller, kwargs, part_rows)
+    spans = [(df["id"][0], len(df)) for df in _next_rows(results, 0)]
     assert spans == [(k * part_rows, part_rows) for k in range(parts)]
+
+
+@pytest.mark.slow
+def test_a_killed_ray_run_goes_on_from_its_last_filed_part(smoke_repo, student, comments, tmp_path):
+    """The driver files each part as it comes back: kill the run (driver, Ray and all) and the same command keeps
+    the filed parts and labels the rest."""
+    import psutil
+
+    src, out = comments(3000), tmp_path / "ray"
+    predict(smoke_repo, student, src, tmp_path / "local")
+    cmd = ["commentclf", "predict", "--input", str(src), "--output", str(out), "--model", str(student)]
+    cmd += ["--part-rows", "100", "--engine", "ray", "--num-cpus", "2", "--actors", "2"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.Popen(cmd, cwd=smoke_repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest, deadline = out / "manifest.json", time.time() + 300
+    while run.poll() is None and time.time() < deadline:
+        if manifest.is_file() and len(json.loads(manifest.read_text())["parts"]) >= 2:
+            break
+        time.sleep(0.1)
+    tree = [psutil.Process(run.pid), *psutil.Process(run.pid).children(recursive=True)]  # its Ray too
+    for proc in tree:
+        proc.kill()
+    psutil.wait_procs(tree, timeout=30)
+    filed = json.loads(manifest.read_text())
+    assert filed["parts"] and not filed["complete"], "the run ended before it could be killed"
+    first = (out / filed["parts"][0]["file"]).stat().st_mtime_ns
+    predict(smoke_repo, student, src, out, "--engine", "ray", "--num-cpus", "2", "--actors", "2")
+    assert frame(out).equals(frame(tmp_path / "local"))
+    assert (out / filed["parts"][0]["file"]).stat().st_mtime_ns == first  # kept, not labelled again
+
+
+def test_rows_lost_repeated_or_out_of_place_stop_the_run():
+    """The driver files Ray's results only when each holds the input rows that come next."""
+    import pyarrow as pa
+
+    from commentclf.errors import DataError
+    from commentclf.ray_engine import ORDER, _next_rows
+
+    def results(*orders):
+        return (pa.table({ORDER: list(rows), "x": [str(r) for r in rows]}) for rows in orders)
+
+    assert [df["x"].to_list() for df in _next_rows(results([7, 8], [], [9]), 7)] == [["7", "8"], ["9"]]
+    for bad in ([[0, 1], [1, 2]], [[0, 1], [3]], [[1, 0]], [[1]]):
+        with pytest.raises(DataError, match="where rows from"):
+            list(_next_rows(results(*bad), 0))

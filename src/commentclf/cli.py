@@ -148,7 +148,9 @@ def predict(
 
         if engine == "ray":
             opts = RayOptions(address=address, num_cpus=num_cpus, actors=actors, threads=threads)
-            manifest = label_file_ray(clf, model, input, parts_dir, opts, text_column, id_column, part_rows, batch_size)
+            manifest = label_file_ray(
+                clf, model, input, parts_dir, opts, text_column, id_column, part_rows, batch_size, advance
+            )
         else:
             manifest = label_file(clf, input, parts_dir, text_column, id_column, part_rows, batch_size, advance)
     if one_file:

@@ -137,6 +137,10 @@ def finish_output(out_dir: Path, manifest: dict, input: Path, total: int) -> dic
     return manifest
 
 
+LabelParts = Callable[[Iterator[pl.DataFrame]], Iterator[pl.DataFrame]]
+"""An engine: input parts (with their `__row`) in, the same rows labelled out, in input order, as they are done."""
+
+
 def label_file(
     clf,
     input: Path,
@@ -146,10 +150,13 @@ def label_file(
     part_rows: int = 10_000,
     batch_size: int = 1,
     on_part: Callable[[dict, int], None] | None = None,
+    engine: tuple[str, LabelParts] | None = None,
 ) -> dict:
     """Label `input` into parquet parts under `out_dir`, resuming from its manifest; returns the manifest.
-    `on_part(part, total_rows)` is called after each part is written (progress)."""
-    scan, manifest = open_output(clf, input, out_dir, text_column, id_column, part_rows, engine="local")
+    `on_part(part, total_rows)` is called after each part is written (progress). `engine` (name, LabelParts)
+    labels the parts elsewhere (ray_engine); by default they are labelled here, one after another."""
+    name, label_parts = engine or ("local", None)
+    scan, manifest = open_output(clf, input, out_dir, text_column, id_column, part_rows, engine=name)
     if manifest["complete"]:
         return manifest
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -157,9 +164,13 @@ def label_file(
     total = table_rows(input)
     parts = input_parts(input, start, part_rows)
     if total == 0:  # a header-only file still gives an output (one empty part) with the output's columns
-        parts = iter([scan.with_row_index("__row").head(0).collect()])
-    for df in parts:
-        part = add_part(out_dir, manifest, start, label_part(clf, df, text_column, id_column, batch_size))
+        parts, label_parts = iter([scan.with_row_index("__row").head(0).collect()]), None
+    if label_parts is None:
+        labelled = (label_part(clf, df, text_column, id_column, batch_size) for df in parts)
+    else:
+        labelled = label_parts(parts)
+    for df in labelled:
+        part = add_part(out_dir, manifest, start, df)
         start += len(df)
         if on_part:
             on_part(part, total)
