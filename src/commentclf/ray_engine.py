@@ -178,7 +178,7 @@ def label_file_ray(
     def on_ray(parts: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
         first = next(parts, None)
         if first is not None:
-            tables = (df.to_arrow() for df in chain([first], parts))  # read as Ray takes them: one in memory
+            tables = (df.to_arrow() for df in chain([first], parts))  # one part in this process at a time
             yield from _next_rows(_map(ray, opts, tables, Labeller, kwargs, part_rows), first["__row"][0])
 
     return label_file(clf, input, out_dir, text_column, id_column, part_rows, batch_size, on_part, ("ray", on_ray))
