@@ -12,6 +12,8 @@ equal the first setting's (argmax exactly, probabilities within 1e-5).
 
 `--pool FILE` labels that file's texts as the pool instead of the run's split (a scratch split folder with
 the run's train/dev/test); the outputs are thrown away, so it may hold texts that are never trained on.
+`--times K` repeats those texts K times, for a run long enough to show what Ray costs per row rather than
+per run.
 With two or more pool sizes (`--max-pool`, 0 = the whole pool) the report splits each Ray setting's overhead
 into a fixed start-up cost and a cost per row (bench_predict.engine_overhead). `--repeat K` runs each setting K
 times per size, interleaved as bench_predict does, and pairs each Ray run with its local neighbour
@@ -68,7 +70,10 @@ def main(
     pool: Path | None = typer.Option(None, help="CSV or parquet whose `text` column is the pool to label"),
     repeat: int = typer.Option(1, min=1, help="runs of each setting per pool size, interleaved in alternating order"),
     part_rows: int = typer.Option(None, min=1, help="label.part_rows for every setting (default: the run's)"),
+    times: int = typer.Option(1, min=1, help="the --pool file's texts this many times over (a longer run)"),
 ) -> None:
+    if times > 1 and pool is None:
+        raise typer.BadParameter("--times repeats the texts of a --pool file; give --pool")
     base = yaml.safe_load((run_dir / "params.yaml").read_text())
     for key, value in yaml.safe_load((REPO / "params.yaml").read_text())["label"].items():
         base["label"].setdefault(key, value)
@@ -83,7 +88,7 @@ def main(
             split_dir.mkdir()
             for name in ("train", "dev", "test"):
                 shutil.copy(run_dir / f"data/split/{name}.parquet", split_dir)
-            texts = read_table(pool)["text"]
+            texts = pl.concat([read_table(pool)["text"]] * times)
             pl.DataFrame({"id": [str(i) for i in range(len(texts))], "text": texts}).write_parquet(
                 split_dir / "pool.parquet"
             )
@@ -125,6 +130,7 @@ def main(
         "what": "llm_label (stages/llm_label.py) per engine setting, one process each; scoring = the e5 embedding "
         "of every seed and pool row and the model teachers' probabilities of the dev and pool rows",
         "pool": str(pool or run_dir / "data/split/pool.parquet"),
+        "pool_times": times,
         "teachers": base["label"]["teachers"],
         "part_rows": base["label"]["part_rows"],
         "hardware": hardware(),
