@@ -13,7 +13,9 @@ at several input sizes, for each engine setting.
         --rows 3000000 --reader-only --out reports/demo/predict_reader.json
 
 Each size is a file of the source's texts repeated, labelled by `commentclf predict` in its own process.
-Settings: `local` (all threads), `ray:AxT` (A actors of T threads on a local Ray of A*T CPUs). Peak RSS is
+Settings: `local` (the default: one model call per CPU at once), `local:W` (W calls at once; `local:1` is
+one call at a time on all of onnxruntime's threads), `ray:AxT` (A actors of T threads on a local Ray of A*T
+CPUs). Peak RSS is
 the process's high-water mark as it exits (VmHWM); `tree_peak_rss_mb` samples the whole process tree (Ray's
 raylet and workers are children of the driver) twice a second, and `cpu_seconds` the CPU each of its
 processes used, by role (driver, raylet, gcs_server, ray::Labeller, ray::_StatsActor, ...): where a Ray run's
@@ -191,6 +193,8 @@ def interleaved(settings: list[str], repeat: int):
 def engine_args(setting: str) -> list[str]:
     if setting == "local":
         return []
+    if setting.startswith("local:"):
+        return ["--workers", setting.removeprefix("local:")]
     actors, threads = setting.removeprefix("ray:").split("x")
     cpus = int(actors) * int(threads)
     return ["--engine", "ray", "--actors", actors, "--threads", threads, "--num-cpus", str(cpus)]
@@ -203,7 +207,9 @@ def main(
     model: Path = typer.Option(Path("models/onnx/int8")),
     params: Path = typer.Option(Path("params.yaml")),
     part_rows: int = typer.Option(10_000),
-    setting: list[str] = typer.Option(["local"], help="local, or ray:AxT (A actors of T threads)"),
+    setting: list[str] = typer.Option(
+        ["local"], help="local, local:W (W model calls at once), or ray:AxT (A actors of T threads)"
+    ),
     reader_only: bool = typer.Option(False, help="only read the inputs (CSV and parquet) as predict does: no model"),
     repeat: int = typer.Option(1, min=1, help="runs of each setting per size, interleaved in alternating order"),
 ) -> None:

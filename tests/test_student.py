@@ -174,6 +174,8 @@ def test_onnx_export_quantise_and_parity(student, tmp_path, scheme, kernels):
     # one text per call by default: a text's answer is the same in any list, as `serve` gives it alone ...
     alone = np.concatenate([int8_clf.predict_proba([t]) for t in TEXTS])
     assert np.array_equal(p8, alone) and np.array_equal(int8_clf.predict_proba(TEXTS[::-1]), alone[::-1])
+    # several calls at once (predict's local engine, one per core): each text's own answer, in the texts' order
+    assert np.array_equal(OnnxClassifier(tmp_path / "int8", max_length=32, workers=3).predict_proba(TEXTS), alone)
     if scheme == "dynamic":  # ... whereas in a batch, one activation scale for all texts moves each one's scores
         assert not np.array_equal(int8_clf.predict_proba(TEXTS, batch_size=len(TEXTS)), alone)
     # Gather included: the 250k-row embedding table is int8 too, so the file is ~4x smaller than fp32

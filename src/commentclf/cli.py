@@ -6,6 +6,7 @@ the user's front door to them.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -103,7 +104,10 @@ def predict(
         min=1,
         help="ray: model replicas (actors), each loading the student once (default: one per --threads CPUs)",
     ),
-    threads: int = typer.Option(1, min=1, help="ray: onnxruntime threads (Ray CPUs) per actor"),
+    threads: int = typer.Option(1, min=1, help="ray: CPUs per actor, each making one model call at a time"),
+    workers: int = typer.Option(
+        None, min=1, help="local: model calls at once, one onnxruntime thread each (default: one per CPU)"
+    ),
 ) -> None:
     """Label one text, or a file with the ONNX student. A file is streamed in constant memory into parquet
     parts; rerun the same command after a crash and it goes on from the last finished part. `--engine ray`
@@ -126,7 +130,11 @@ def predict(
     cfg = load_params(params)
     if not model.is_dir():
         raise DataError(f"{model}: no ONNX student here; run `dvc repro onnx_export` first")
-    clf = OnnxClassifier(model, max_length=cfg.student.max_length, prefix=cfg.student.prefix)
+    if input is None or engine == "ray":
+        workers = 1  # one text, or the driver's copy of the model (its hash names the output)
+    elif workers is None:
+        workers = len(os.sched_getaffinity(0))  # one text is too small a job for two threads; two texts are not
+    clf = OnnxClassifier(model, max_length=cfg.student.max_length, prefix=cfg.student.prefix, workers=workers)
     if text is not None:
         if not text.strip():
             raise DataError("the text is empty")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,21 @@ def model_version(model_path: Path) -> str:
 
 
 class OnnxClassifier:
-    """onnxruntime session + tokenizer; `predict_proba(texts)` like the torch student."""
+    """onnxruntime session + tokenizer; `predict_proba(texts)` like the torch student.
 
-    def __init__(self, path: str | Path, threads: int | None = None, max_length: int = 512, prefix: str = "query: "):
+    `threads`: onnxruntime's threads within one model call (None: its default, one per core). `workers`: model
+    calls run at once by `predict_proba`, each from its own Python thread (onnxruntime and the tokenizer release
+    the GIL) on `threads` threads (default 1). At one text per call a call is too small to keep two threads
+    busy; two calls at once do, with the same answers (each text is still alone)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        threads: int | None = None,
+        max_length: int = 512,
+        prefix: str = "query: ",
+        workers: int = 1,
+    ):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -34,6 +47,8 @@ class OnnxClassifier:
         folder = path.parent if path.suffix == ".onnx" else path
         file = path if path.suffix == ".onnx" else next(p for p in sorted(folder.glob("*.onnx")))
         options = ort.SessionOptions()
+        if workers > 1:
+            threads = threads or 1
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
@@ -49,6 +64,7 @@ class OnnxClassifier:
         self.max_length = max_length
         self.prefix = prefix
         self.file = file
+        self.workers = workers
 
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
         """The model's inputs for `texts`: ids, attention mask (and token types where the graph takes them)."""
@@ -65,11 +81,16 @@ class OnnxClassifier:
         activations with one scale, so in a batch a text's answer depends on its batch-mates (and on their
         padding); alone, every caller (`predict`, `serve`, the parity gate) gets the same answer, and on
         CPU it is as fast as a batch of unsorted texts (docs/design.md)."""
-        out = []
-        for start in range(0, len(texts), batch_size):
-            logits = self.session.run(["logits"], self.encode(texts[start : start + batch_size]))[0]
-            logits = logits.astype(np.float64)
-            logits -= logits.max(1, keepdims=True)
-            p = np.exp(logits)
-            out.append(p / p.sum(1, keepdims=True))
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)))
+        batches = [texts[start : start + batch_size] for start in range(0, len(texts), batch_size)]
+        if not batches:
+            return np.zeros((0, len(self.labels)))
+        if self.workers > 1 and len(batches) > 1:
+            with ThreadPoolExecutor(self.workers) as pool:  # map keeps the batches' order
+                return np.concatenate(list(pool.map(self._proba, batches)))
+        return np.concatenate([self._proba(batch) for batch in batches])
+
+    def _proba(self, texts: list[str]) -> np.ndarray:
+        logits = self.session.run(["logits"], self.encode(texts))[0].astype(np.float64)
+        logits -= logits.max(1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(1, keepdims=True)

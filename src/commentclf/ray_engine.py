@@ -43,7 +43,8 @@ class RayOptions:
     """Model replicas: actors that each load the model once and label parts. None: as many as the nodes' CPUs
     hold at `threads` each (a local Ray's `num_cpus`)."""
     threads: int = 1
-    """Model threads (onnxruntime's, or torch's for llm_label) and Ray CPUs reserved, per actor."""
+    """Ray CPUs reserved per actor, and the threads its model uses: for the student, that many one-thread model
+    calls at once (as the local engine's `--workers`); torch's threads for llm_label."""
 
 
 def import_ray():
@@ -61,7 +62,8 @@ class Labeller:
     def __init__(self, model_dir: str, max_length: int, prefix: str, threads: int, columns: tuple, batch_size: int):
         from commentclf.onnx_model import OnnxClassifier
 
-        self.clf = OnnxClassifier(Path(model_dir), threads=threads, max_length=max_length, prefix=prefix)
+        # One text per call keeps one thread busy, not two: an actor of T CPUs makes T one-thread calls at once.
+        self.clf = OnnxClassifier(Path(model_dir), threads=1, max_length=max_length, prefix=prefix, workers=threads)
         self.text_column, self.id_column = columns
         self.batch_size = batch_size
 
