@@ -15,11 +15,10 @@ at several input sizes, for each engine setting.
 Each size is a file of the source's texts repeated, labelled by `commentclf predict` in its own process.
 Settings: `local` (the default: one model call per CPU at once), `local:W` (W calls at once; `local:1` is
 one call at a time on all of onnxruntime's threads), `ray:AxT` (A actors of T threads on a local Ray of A*T
-CPUs). Peak RSS is
-the process's high-water mark as it exits (VmHWM); `tree_peak_rss_mb` samples the whole process tree (Ray's
-raylet and workers are children of the driver) twice a second, and `cpu_seconds` the CPU each of its
-processes used, by role (driver, raylet, gcs_server, ray::Labeller, ray::_StatsActor, ...): where a Ray run's
-extra time goes. Writes one JSON with the hardware.
+CPUs). Peak RSS is the process's high-water mark as it exits (VmHWM); `tree_peak_rss_mb` samples the whole
+process tree (Ray's raylet and workers are children of the driver) twice a second, and `cpu_seconds` the CPU
+each of its processes used, by role (driver, raylet, gcs_server, ray::Labeller, ray::_StatsActor, ...): where
+a Ray run's extra time goes. Writes one JSON with the hardware.
 
 `--repeat K` runs every setting K times per size, interleaved and in alternating order (local, Ray, Ray,
 local, ...), because on a shared 2-core machine the same run varies by a quarter from one minute to the next:

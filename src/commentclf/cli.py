@@ -133,7 +133,9 @@ def predict(
     if input is None or engine == "ray":
         workers = 1  # one text, or the driver's copy of the model (its hash names the output)
     elif workers is None:
-        workers = len(os.sched_getaffinity(0))  # one text is too small a job for two threads; two texts are not
+        # one text is too small a job for two threads; two texts are not. The CPUs this process may use (Linux),
+        # else all of them (sched_getaffinity is Linux-only)
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     clf = OnnxClassifier(model, max_length=cfg.student.max_length, prefix=cfg.student.prefix, workers=workers)
     if text is not None:
         if not text.strip():
