@@ -25,6 +25,20 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 
 
+def _cap_malloc_arenas(arenas: int) -> None:
+    """Let this process's threads share `arenas` glibc malloc arenas. By default each thread that allocates gets
+    its own (up to 8 per core), and what a worker frees stays in its arena: with two workers, the peak of a
+    streamed run kept growing over its first few hundred thousand rows (docs/scale.md). No-op off glibc."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    M_ARENA_MAX = -8  # malloc.h; read when a thread first needs an arena, so set it before the workers start
+    mallopt(M_ARENA_MAX, arenas)
+
+
 @app.command()
 @user_errors_exit
 def check(params: Path = typer.Option(Path("params.yaml"), help="params file to validate")) -> None:
@@ -136,6 +150,8 @@ def predict(
         # one text is too small a job for two threads; two texts are not. The CPUs this process may use (Linux),
         # else all of them (sched_getaffinity is Linux-only)
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if workers > 1:
+        _cap_malloc_arenas(2)
     clf = OnnxClassifier(model, max_length=cfg.student.max_length, prefix=cfg.student.prefix, workers=workers)
     if text is not None:
         if not text.strip():
