@@ -27,7 +27,8 @@ def labeled_rows(n_per_label=10):
 def make_cfg(tmp_path, labeled_rows_=None, pool_rows=None, **data):
     write_csv(tmp_path / "labeled.csv", labeled_rows_ if labeled_rows_ is not None else labeled_rows())
     write_csv(tmp_path / "pool.csv", [(t,) for t in (pool_rows or ["un texte du pool", "un autre"])], ["text"])
-    raw = base_params(labeled=str(tmp_path / "labeled.csv"), unlabeled=str(tmp_path / "pool.csv"), **data)
+    data = {"labeled": str(tmp_path / "labeled.csv"), "unlabeled": str(tmp_path / "pool.csv"), **data}
+    raw = base_params(**data)
     return parse_params(raw)
 
 
@@ -80,6 +81,26 @@ def test_bad_encoding(tmp_path):
     path.write_bytes("text,label\nJ'ai été très déçu,off_topic\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"latin1\.csv: not valid UTF-8 .*re-save the file as UTF-8"):
         read_table(path)
+
+
+@pytest.mark.parametrize("role", ["labeled", "unlabeled", "test"])
+@pytest.mark.parametrize(
+    "content, message",
+    [("", r"the file is empty \(no header, no rows\)"), ("text,label\n", r"no rows, only a header")],
+    ids=["empty", "header-only"],
+)
+def test_an_empty_or_header_only_file_is_a_one_line_error_naming_it(tmp_path, role, content, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(content)
+    cfg = make_cfg(tmp_path, **{role: str(bad)})
+    with pytest.raises(DataError, match=rf"^{tmp_path}/bad\.csv: {message}$"):
+        build_splits(cfg.data, cfg.split, LABELS)
+
+
+def test_a_labelled_file_left_empty_by_cleaning_says_so(tmp_path):
+    cfg = make_cfg(tmp_path, labeled_rows_=[("   ", "pro_ukraine"), ("", "")])
+    with pytest.raises(DataError, match="no labelled rows left to split"):
+        build_splits(cfg.data, cfg.split, LABELS)
 
 
 def test_broken_parquet(tmp_path):
@@ -249,3 +270,25 @@ def test_table_batches_csv_edge_cases_and_errors(tmp_path):
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(DataError, match="cannot read file"):
         list(table_batches(tmp_path / "broken.parquet"))
+
+
+@pytest.mark.parametrize("content", ["", "text,label\n"], ids=["empty", "header-only"])
+def test_the_split_stage_reports_an_empty_labelled_file_in_one_line(tmp_path, content):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import REPO
+
+    (tmp_path / "labeled.csv").write_text(content)
+    write_csv(tmp_path / "pool.csv", [("un texte du pool",)], ["text"])
+    raw = base_params(labeled=str(tmp_path / "labeled.csv"), unlabeled=str(tmp_path / "pool.csv"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    args = ["--params", tmp_path / "params.yaml", "--out-dir", tmp_path / "split", "--metrics", tmp_path / "d.json"]
+    proc = subprocess.run(
+        [sys.executable, "stages/split.py", *map(str, args)], cwd=REPO, capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"error: {tmp_path / 'labeled.csv'}: " in " ".join(proc.stderr.split())
+    assert len(proc.stderr.strip().splitlines()) <= 2, proc.stderr  # rich may wrap the one line

@@ -64,6 +64,8 @@ def read_table(path: str | Path) -> pl.DataFrame:
         # infer_schema=False: every column is text, so a comment that reads "NA" or "null" stays text;
         # a blank line stays a row (of nulls), dropped later and counted, never lost without a trace.
         return pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema=False)
+    except pl.exceptions.NoDataError:
+        raise DataError(f"{path}: the file is empty (no header, no rows)") from None
     except pl.exceptions.ComputeError as err:
         raise _csv_error(path, err) from None
 
@@ -177,12 +179,15 @@ def table_read_error(path: Path, err: Exception) -> DataError:
 
 
 def _require_columns(df: pl.DataFrame, path: str | Path, columns: list[str]) -> None:
+    """The columns are there, and so is at least one row."""
     for col in columns:
         if col not in df.columns:
             raise DataError(
                 f"{path}: missing column {col!r} (columns found: {df.columns}); "
                 "set data.text_column / data.label_column in params.yaml"
             )
+    if df.height == 0:
+        raise DataError(f"{path}: no rows, only a header")
 
 
 @dataclass
@@ -267,6 +272,8 @@ def stratified_split(
     the class mix of every split as close to the whole as the counts allow.
     """
     names = list(fractions)
+    if df.height == 0:
+        raise DataError("no labelled rows left to split (every row was empty, a duplicate or a conflict)")
     counts = Counter(df["label"].to_list())
     too_few = {label: n for label, n in counts.items() if n < min_per_label}
     if too_few:
