@@ -6,14 +6,10 @@ PYTHON ?= python3
 BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# Stages and tests run offline; nothing may wait on a model hub.
+# Stages and tests run offline; nothing may wait on a model hub. `import commentclf` sets the variables for
+# our own processes; exported here too for dvc and the tools make runs. The list lives in env.py alone.
 export PATH := $(BIN):$(PATH)
-export HF_HUB_OFFLINE := 1
-export HF_DATASETS_OFFLINE := 1
-export TRANSFORMERS_OFFLINE := 1
-export HF_HUB_DISABLE_TELEMETRY := 1
-export DVC_NO_ANALYTICS := 1
-export TOKENIZERS_PARALLELISM := false
+$(foreach kv,$(shell $(PYTHON) src/commentclf/env.py),$(eval export $(kv)))
 
 .PHONY: install repro test exp lint clean-venv
 
@@ -39,6 +35,7 @@ repro: install
 SMOKE_DIR ?= $(CURDIR)/.smoke
 test: install
 	ruff check src stages tests scripts .ci
+	lint-imports  # the layers in pyproject.toml: stages and CLI > evaluation > inference | annotation > ... > core
 	rm -rf $(SMOKE_DIR)
 	COMMENTCLF_SMOKE_DIR=$(SMOKE_DIR) pytest
 	python .ci/check_metrics.py $(SMOKE_DIR)
@@ -51,6 +48,7 @@ exp: install
 
 lint: install
 	ruff check src stages tests scripts .ci
+	lint-imports
 
 clean-venv:
 	rm -rf $(VENV)
