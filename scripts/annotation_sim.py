@@ -33,14 +33,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
-from commentclf.annotation import SuggestInput, suggest
+from commentclf.annotation.suggest import SuggestInput, suggest
+from commentclf.assets.encoders import load_embedder
+from commentclf.assets.manifest import read_manifest
 from commentclf.config import parse_params
 from commentclf.data import normalize_text
-from commentclf.encoders import load_embedder
-from commentclf.manifest import read_manifest
 from commentclf.profiles import load_profile, merge
 from commentclf.seeding import seed_everything
-from commentclf.setfit_model import setfit_proba, train_setfit
+from commentclf.teachers.setfit import setfit_proba, train_setfit
 
 STRATEGIES = ["random", "margin", "minority", "diverse", "mixed"]
 

@@ -3,12 +3,12 @@ second, peak RSS of the whole process tree (Ray's raylet and actors included), a
 equal the first setting's (argmax exactly, probabilities within 1e-5).
 
     python scripts/bench_label.py --run-dir /path/to/run --setting local --setting ray:1x2 --setting ray:2x1 \
-        --max-pool 500 --max-pool 0 --out reports/ruw/label_engines.json
+        --max-pool 500 --max-pool 0 --out reports/measurements/ruw_label_engines.json
     python scripts/bench_label.py --run-dir . --pool ../shared/datasets/ruw/pool-rest.csv --setting local \
-        --setting ray:1x2 --setting ray:2x1 --max-pool 1000 --repeat 2 --out reports/demo/label_engines_parts.json
+        --setting ray:1x2 --setting ray:2x1 --max-pool 1000 --repeat 2 --out reports/measurements/label_engines_parts.json
     python scripts/bench_label.py --run-dir . --pool ../shared/datasets/ruw/pool-rest.csv --setting local \
         --setting ray:1x2 --setting ray:2x1 --max-pool 0 --repeat 2 --part-rows 256 \
-        --out reports/demo/label_engines_pool.json
+        --out reports/measurements/label_engines_pool.json
 
 `--pool FILE` labels that file's texts as the pool instead of the run's split (a scratch split folder with
 the run's train/dev/test); the outputs are thrown away, so it may hold texts that are never trained on.
@@ -43,8 +43,8 @@ import yaml
 # scripts/ is on sys.path when a script runs
 from bench_predict import engine_overhead, interleaved, paired_overhead, run_measured
 
-from commentclf.benchmark import hardware
 from commentclf.data import read_table
+from commentclf.evaluation.benchmark import hardware
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,22 +2,22 @@
 at several input sizes, for each engine setting.
 
     python scripts/bench_predict.py --source data/split/pool.parquet --rows 10000 --rows 100000 \
-        --out reports/demo/predict_streaming.json
+        --out reports/measurements/predict_streaming.json
     python scripts/bench_predict.py --source data/split/pool.parquet --rows 2000 --rows 10000 --repeat 3 \
         --setting local --setting ray:1x2 --setting ray:2x1 --part-rows 1000 \
-        --out reports/demo/predict_engines_parts.json
+        --out reports/measurements/predict_engines_parts.json
     python scripts/bench_predict.py --source ../shared/datasets/ruw/pool-rest.csv --rows 10000 --repeat 7 \
         --setting local --setting ray:1x2 --part-rows 1000 --model models/onnx/int8_hybrid \
-        --out reports/ruw/predict_engines_paired.json          # in a checkout that ran the ruw profile
+        --out reports/measurements/ruw_predict_engines_paired.json          # in a checkout that ran the ruw profile
     python scripts/bench_predict.py --source data/split/pool.parquet --rows 10000 --rows 1000000 \
-        --rows 3000000 --reader-only --out reports/demo/predict_reader.json
+        --rows 3000000 --reader-only --out reports/measurements/predict_reader.json
 
 Each size is a file of the source's texts repeated, labelled by `commentclf predict` in its own process.
 Settings: `local` (the default: one model call per CPU at once), `local:W` (W calls at once; `local:1` is
 one call at a time on all of onnxruntime's threads), `ray:AxT` (A actors of T threads on a local Ray of A*T
 CPUs). Peak RSS is the process's high-water mark as it exits (VmHWM); `tree_peak_rss_mb` samples the whole
 process tree (Ray's raylet and workers are children of the driver) twice a second, and `cpu_seconds` the CPU
-each of its processes used, by role (driver, raylet, gcs_server, ray::Labeller, ray::_StatsActor, ...): where
+each of its processes used, by role (driver, raylet, gcs_server, ray::Predictor, ray::_StatsActor, ...): where
 a Ray run's extra time goes. Writes one JSON with the hardware.
 
 `--repeat K` runs every setting K times per size, interleaved and in alternating order (local, Ray, Ray,
@@ -41,7 +41,7 @@ import numpy as np
 import polars as pl
 import typer
 
-from commentclf.benchmark import hardware
+from commentclf.evaluation.benchmark import hardware
 
 # The child's own peak RSS is VmHWM (/proc/self/status, KiB), which exec resets. Not ru_maxrss: Linux carries
 # it over from the forked copy of this parent, so a child would report the parent's size (its input frame).
@@ -66,7 +66,7 @@ READER = f"""
 import sys
 from pathlib import Path
 from commentclf.data import table_rows
-from commentclf.streaming import input_parts
+from commentclf.inference.streaming import input_parts
 path, part_rows = Path(sys.argv[1]), int(sys.argv[2])
 assert sum(len(part) for part in input_parts(path, 0, part_rows)) == table_rows(path)
 {PEAK}
@@ -75,7 +75,7 @@ assert sum(len(part) for part in input_parts(path, 0, part_rows)) == table_rows(
 
 def process_role(proc, root_pid: int) -> str:
     """A short name for a process of the run's tree: the driver, a Ray daemon (raylet, gcs_server, a .py
-    monitor) or a Ray worker by the title Ray gives it (ray::Labeller, ray::_StatsActor, ray::IDLE, ...)."""
+    monitor) or a Ray worker by the title Ray gives it (ray::Predictor, ray::_StatsActor, ray::IDLE, ...)."""
     if proc.pid == root_pid:
         return "driver"
     args = proc.cmdline() or [proc.name()]

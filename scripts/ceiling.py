@@ -15,15 +15,16 @@ import polars as pl
 import typer
 from rich.console import Console
 
-from commentclf.benchmark import bootstrap_ci
+from commentclf.assets.manifest import read_manifest
 from commentclf.config import load_params
 from commentclf.data import load_labeled, read_split
 from commentclf.errors import DataError
+from commentclf.evaluation.benchmark import bootstrap_ci
 from commentclf.files import write_json
-from commentclf.manifest import read_manifest
 from commentclf.metrics import classification_report
 from commentclf.seeding import seed_everything
-from commentclf.student import predict_proba, train_student
+from commentclf.student.model import predict_proba
+from commentclf.student.train import TrainingSet, train_student
 
 
 def main(
@@ -43,7 +44,7 @@ def main(
     gold_pool = pool.join(truth.select("text", "label"), on="text", how="inner", maintain_order="left")
     rows = pl.concat([train.select("text", "label"), gold_pool.select("text", "label")])
     body = s.body or str(run_dir / read_manifest(run_dir / "models" / "base")["encoder"])
-    result = train_student(
+    data = TrainingSet(
         body,
         rows["text"].to_list(),
         rows["label"].to_list(),
@@ -51,10 +52,9 @@ def main(
         dev["label"].to_list(),
         labels,
         cfg.minority_label,
-        s,
-        cfg.seed,
     )
-    proba = predict_proba(result["model"], result["tokenizer"], test["text"].to_list(), s.prefix, s.max_length)
+    result = train_student(data, s, cfg.seed)
+    proba = predict_proba(result.model, result.tokenizer, test["text"].to_list(), s.prefix, s.max_length)
     gold, pred = test["label"].to_list(), [labels[i] for i in np.argmax(proba, 1)]
     report = classification_report(gold, pred, labels, cfg.minority_label)
     macro_ci, minority_ci = bootstrap_ci(gold, pred, labels, cfg.minority_label, cfg.benchmark.bootstrap, cfg.seed)
@@ -63,9 +63,9 @@ def main(
         {
             "recipe": "student.* on train split + true labels of the labelled pool rows (torch, fp32)",
             "rows": {"train": len(train), "gold_pool": len(gold_pool)},
-            "best_epoch": result["best_epoch"],
-            "train_seconds": result["train_seconds"],
-            "dev": result["dev"],
+            "best_epoch": result.best_epoch,
+            "train_seconds": result.train_seconds,
+            "dev": result.dev,
             "test": {**report, "macro_f1_ci": macro_ci, "minority_f1_ci": minority_ci},
         },
     )

@@ -27,8 +27,8 @@ import typer
 import yaml
 from rich.console import Console
 
-from commentclf.benchmark import paired_difference
 from commentclf.config import load_params
+from commentclf.evaluation.benchmark import paired_difference
 
 
 def dvc_exp_run(run_dir: Path, layers: int | None, extra: list[str]) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from commentclf.reports import compare_table, render_readme, save_report
+from commentclf.evaluation.reports import compare_table, render_readme, save_report
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 REPO = Path(__file__).resolve().parents[1]

@@ -11,10 +11,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from commentclf.assets import resolve_asset
+from commentclf.assets.manifest import write_manifest
+from commentclf.assets.resolve import resolve_asset
 from commentclf.config import load_params
 from commentclf.files import write_json
-from commentclf.manifest import write_manifest
 from commentclf.stage import run
 
 
@@ -32,11 +32,11 @@ def main(
     write_manifest(locations, out_dir)
     report = {"encoder": {"spec": cfg.assets.encoder}, "llm": {"spec": cfg.assets.llm}}
     if cfg.assets.encoder.startswith("builtin:"):
-        from commentclf.e5_convert import check_encoder
+        from commentclf.assets.e5_convert import check_encoder
 
         report["encoder"] |= check_encoder(locations["encoder"])
     if cfg.assets.llm.startswith("builtin:"):
-        from commentclf.gguf_convert import check_llm
+        from commentclf.assets.gguf_convert import check_llm
 
         report["llm"] |= check_llm(locations["llm"])
     write_json(metrics, report)

@@ -33,13 +33,13 @@ def main(
     import polars as pl
     from rich.console import Console
 
-    from commentclf.data import most_frequent, read_split
+    from commentclf.assets.manifest import read_manifest
+    from commentclf.data import read_split
     from commentclf.files import write_json
-    from commentclf.llm.evaluate import evaluate_head, evaluate_llm
+    from commentclf.llm.evaluate import evaluate_dev
     from commentclf.llm.head import finetune_head, load_llm
+    from commentclf.llm.prompts import classification_prompt
     from commentclf.llm.train import balance, finetune
-    from commentclf.manifest import read_manifest
-    from commentclf.prompts import classification_prompt
     from commentclf.seeding import seed_everything
     from commentclf.tracking import log_curve
 
@@ -62,12 +62,7 @@ def main(
     log_curve(live_dir, curve, step="step")
 
     clf = load_llm(out_dir, base, s.quantize)
-    dev_texts, dev_gold = dev["text"].to_list(), dev["label"].to_list()
-    if s.head == "classifier":
-        dev_eval = evaluate_head(clf, dev_texts, dev_gold, cfg.minority_label, s)
-    else:
-        fallback = s.fallback_label or most_frequent(train["label"].to_list())
-        dev_eval = evaluate_llm(clf, dev_texts, dev_gold, cfg.minority_label, fallback, s)
+    dev_eval = evaluate_dev(clf, dev["text"].to_list(), dev["label"].to_list(), train["label"].to_list(), cfg)
     report = {
         "head": s.head,
         "backend": backend,

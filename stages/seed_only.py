@@ -11,13 +11,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from commentclf.assets.manifest import read_manifest
 from commentclf.config import load_params
 from commentclf.data import read_split
 from commentclf.files import write_json
-from commentclf.manifest import read_manifest
 from commentclf.seeding import seed_everything
 from commentclf.stage import run
-from commentclf.student import frozen_head_baseline, train_student
+from commentclf.student.train import TrainingSet, frozen_head_baseline, train_student
 
 
 def main(
@@ -32,7 +32,7 @@ def main(
     seed_everything(cfg.seed)
     train, dev = read_split(split_dir, "train"), read_split(split_dir, "dev")
     body = s.body or read_manifest(assets)["encoder"]
-    data = (
+    data = TrainingSet(
         body,
         train["text"].to_list(),
         train["label"].to_list(),
@@ -42,16 +42,16 @@ def main(
         cfg.minority_label,
     )
     results = {
-        "logreg": frozen_head_baseline(*data, s, cfg.seed, out_dir / "logreg"),
-        "finetune": train_student(*data, s.model_copy(update={"mode": "finetune"}), cfg.seed, out_dir / "finetune"),
+        "logreg": frozen_head_baseline(data, s, cfg.seed, out_dir / "logreg"),
+        "finetune": train_student(data, s.model_copy(update={"mode": "finetune"}), cfg.seed, out_dir / "finetune"),
     }
     report = {
-        name: {"dev": r["dev"], "train_seconds": r["train_seconds"], "best_epoch": r.get("best_epoch")}
+        name: {"dev": r.dev, "train_seconds": r.train_seconds, "best_epoch": r.best_epoch}
         for name, r in results.items()
     }
     report["train_rows"] = len(train)
     write_json(metrics, report)
-    Console().print({name: round(r["dev"]["macro_f1"], 3) for name, r in results.items()})
+    Console().print({name: round(r.dev["macro_f1"], 3) for name, r in results.items()})
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from commentclf.assets.manifest import read_manifest
 from commentclf.config import load_params
 from commentclf.data import read_split
 from commentclf.files import write_json
-from commentclf.manifest import read_manifest
 from commentclf.seeding import seed_everything
-from commentclf.setfit_model import train_setfit
 from commentclf.stage import run
+from commentclf.teachers.setfit import train_setfit
 from commentclf.tracking import log_curve
 
 

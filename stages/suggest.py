@@ -14,13 +14,13 @@ import polars as pl
 import typer
 from rich.console import Console
 
-from commentclf.annotation import SuggestInput, label_config, margins, suggest, tasks
+from commentclf.annotation.label_studio import label_config, tasks, tasks_table
+from commentclf.annotation.suggest import SuggestInput, margins, needs_embeddings, suggest
+from commentclf.assets.encoders import load_embedder
+from commentclf.assets.manifest import read_manifest
 from commentclf.config import load_params
 from commentclf.data import read_split
-from commentclf.encoders import load_embedder
-from commentclf.files import write_json
-from commentclf.manifest import read_manifest
-from commentclf.onnx_model import model_version
+from commentclf.files import model_version, write_json
 from commentclf.seeding import seed_everything
 from commentclf.stage import run
 
@@ -42,10 +42,7 @@ def main(
     texts = pool["text"].to_list()
     seed_rows = pl.concat([read_split(split_dir, "train"), read_split(split_dir, "dev")])
     minority_texts = seed_rows.filter(pl.col("label") == cfg.minority_label)["text"].to_list()
-    needs_embeddings = a.strategy in ("minority", "diverse") or (
-        a.strategy == "mixed" and ({"minority", "diverse"} & set(a.shares))
-    )
-    if needs_embeddings:
+    if needs_embeddings(a):
         embed = load_embedder(read_manifest(assets)["encoder"], prefix=cfg.student.prefix)
         embeddings, minority_embeddings = embed(texts), embed(minority_texts)
     else:
@@ -61,17 +58,7 @@ def main(
     (out_dir / "tasks.json").write_text(
         json.dumps(tasks(ids, chosen, guesses, scores, by, version), ensure_ascii=False, indent=1) + "\n"
     )
-    pl.DataFrame(
-        {
-            "pool_id": ids,
-            "text": chosen,
-            "suggested_label": guesses,
-            "confidence": scores,
-            "strategy": by,
-            "label": [None] * len(ids),
-        },
-        schema_overrides={"label": pl.String},
-    ).write_csv(out_dir / "tasks.csv")
+    tasks_table(ids, chosen, guesses, scores, by).write_csv(out_dir / "tasks.csv")
     (out_dir / "label_config.xml").write_text(label_config([(x.name, x.description) for x in cfg.labels]))
     report = {
         "strategy": a.strategy,

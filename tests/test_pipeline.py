@@ -249,7 +249,7 @@ def test_rerun_is_a_noop_and_a_param_reruns_only_its_stage(smoke_repo):
     ran = [stage for stage in STAGES if f"Running stage '{stage}'" in out.stdout]
     assert ran == ["benchmark"], out.stdout
     # a library module reruns exactly the stages that import it (dvc.yaml lists each stage's code)
-    module = smoke_repo / "src/commentclf/benchmark.py"
+    module = smoke_repo / "src/commentclf/evaluation/benchmark.py"
     module.write_text(module.read_text() + "\n# an edit\n")
     out = run_cmd(["dvc", "repro"], smoke_repo)
     ran = [stage for stage in STAGES if f"Running stage '{stage}'" in out.stdout]

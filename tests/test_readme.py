@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from commentclf.cli import app
-from commentclf.reports import render_readme
+from commentclf.evaluation.reports import render_readme
 from conftest import REPO
 
 README = (REPO / "README.md").read_text()

@@ -1,8 +1,11 @@
-"""The `commentclf` command: check a configuration, run the pipeline through DVC.
-
-The stages themselves live in `stages/` and run under `dvc repro` (which caches them); this command is
-the user's front door to them.
+"""The `commentclf` command, the user's front door: `check` a configuration and its data, run the pipeline
+(`repro`, `exp --profile`: DVC runs the stages in `stages/` and caches them), `predict` with the deployed
+ONNX student (one text, or a file of any size, locally or on Ray), `serve` it over HTTP, and bring labelled
+suggestions back (`annotations import`).
 """
+
+# Above every phase of the library (pyproject.toml's layers contract); no stage imports it, so editing it
+# reruns nothing.
 
 from __future__ import annotations
 
@@ -130,15 +133,16 @@ def predict(
 
     from rich.progress import Progress
 
-    from commentclf.onnx_model import OnnxClassifier
-    from commentclf.streaming import export_output, label_file
+    from commentclf.inference.streaming import export_output, predict_file
+    from commentclf.student.onnx_model import OnnxClassifier
 
     if (text is None) == (input is None):
         raise DataError("give either a TEXT argument or --input FILE (with --output)")
     if engine not in ("local", "ray"):
         raise DataError(f"--engine must be local or ray (got {engine!r})")
     if engine == "ray":
-        from commentclf.ray_engine import RayOptions, import_ray, label_file_ray
+        from commentclf.inference.ray_predict import predict_file_ray
+        from commentclf.ray_engine import RayOptions, import_ray
 
         import_ray()  # before loading anything: a missing extra is the first thing to say
     cfg = load_params(params)
@@ -174,11 +178,11 @@ def predict(
 
         if engine == "ray":
             opts = RayOptions(address=address, num_cpus=num_cpus, actors=actors, threads=threads)
-            manifest = label_file_ray(
+            manifest = predict_file_ray(
                 clf, model, input, parts_dir, opts, text_column, id_column, part_rows, batch_size, advance
             )
         else:
-            manifest = label_file(clf, input, parts_dir, text_column, id_column, part_rows, batch_size, advance)
+            manifest = predict_file(clf, input, parts_dir, text_column, id_column, part_rows, batch_size, advance)
     if one_file:
         export_output(parts_dir, output)
         shutil.rmtree(parts_dir)
@@ -199,7 +203,7 @@ def import_annotations(
     params: Path = typer.Option(Path("params.yaml"), help="names the labelled file (data.labeled) and the pool"),
 ) -> None:
     """Merge annotators' answers into the labelled file; then `dvc repro` retrains what depends on it."""
-    from commentclf.annotation import merge_answers, read_answers
+    from commentclf.annotation.label_studio import merge_answers, read_answers
     from commentclf.data import read_table
 
     cfg = load_params(params)
@@ -239,6 +243,7 @@ def import_annotations(
 
 
 @app.command()
+@user_errors_exit
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -246,12 +251,9 @@ def serve(
     params: Path = Path("params.yaml"),
 ) -> None:
     """Serve the int8 ONNX student over HTTP (FastAPI + uvicorn, the `serve` extra)."""
-    import uvicorn
+    from commentclf.inference.serve import serve as run_server
 
-    from commentclf.serve import create_app
-
-    cfg = load_params(params)
-    uvicorn.run(create_app(model, cfg.student.max_length, cfg.student.prefix), host=host, port=port)
+    run_server(host, port, model, params)
 
 
 @app.command()

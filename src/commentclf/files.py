@@ -1,8 +1,9 @@
 """Files the pipeline writes and measures: metric JSON (what DVC tracks and `dvc metrics diff` compares),
-canonical JSON for saved models, and sizes on disk."""
+canonical JSON for saved models, sizes on disk and content hashes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -61,3 +62,13 @@ def size_mb(*paths: str | Path, digits: int = 1) -> float | None:
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
         total += sum(p.stat().st_size for p in files)
     return round(total / 2**20, digits)
+
+
+def model_version(model_path: Path) -> str:
+    """Short content hash of a model file: tells which model answered (serve), labelled (predict) or
+    pre-annotated (suggest)."""
+    digest = hashlib.sha256()
+    with open(model_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]

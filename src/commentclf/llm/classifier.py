@@ -19,9 +19,9 @@ import numpy as np
 
 from commentclf.llm.attention import use_block_attention
 from commentclf.llm.backend import load_base
+from commentclf.llm.parsing import parse_label
+from commentclf.llm.prompts import ClassificationPrompt
 from commentclf.llm.tokens import PromptTokens, common_start
-from commentclf.parsing import parse_label
-from commentclf.prompts import ClassificationPrompt
 
 log = logging.getLogger(__name__)
 

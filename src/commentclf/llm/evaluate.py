@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from commentclf.config import LLMConfig
+from commentclf.config import LLMConfig, Params
+from commentclf.data import most_frequent
 from commentclf.llm.classifier import LLMClassifier
 from commentclf.llm.head import HeadClassifier
 from commentclf.metrics import classification_report
@@ -58,3 +59,13 @@ def evaluate_head(clf: HeadClassifier, texts: list[str], gold: list[str], minori
         "score": classification_report(gold, predicted, clf.labels, minority),
         "ms_per_comment": {"score": round(ms, 1)},
     }
+
+
+def evaluate_dev(clf, texts: list[str], gold: list[str], train_labels: list[str], cfg: Params) -> dict:
+    """The fine-tuned LLM on the dev rows: the head's argmax, or both generative modes (an unparsable answer
+    becomes `llm.fallback_label`, or the train rows' most frequent label)."""
+    s = cfg.llm
+    if s.head == "classifier":
+        return evaluate_head(clf, texts, gold, cfg.minority_label, s)
+    fallback = s.fallback_label or most_frequent(train_labels)
+    return evaluate_llm(clf, texts, gold, cfg.minority_label, fallback, s)

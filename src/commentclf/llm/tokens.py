@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from commentclf.errors import LLMError
-from commentclf.prompts import ClassificationPrompt, label_completion
+from commentclf.llm.prompts import ClassificationPrompt, label_completion
 
 log = logging.getLogger(__name__)
 

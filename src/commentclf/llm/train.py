@@ -9,8 +9,8 @@ import numpy as np
 
 from commentclf.config import LLMConfig
 from commentclf.llm.backend import load_base, save_adapter, train_report
+from commentclf.llm.prompts import ClassificationPrompt
 from commentclf.llm.tokens import PromptTokens
-from commentclf.prompts import ClassificationPrompt
 
 
 def training_rows(tokenizer, tokens: PromptTokens, texts: list[str], labels: list[str]) -> list[dict]:

@@ -1,0 +1,165 @@
+"""Reports of named runs (`reports/<dataset>/`): a run's metric files, the profile it ran with and its
+commit, kept in the repository so that the figures quoted anywhere come from files. The README's Results
+tables are generated from them (`python scripts/report.py readme`), and a test checks they agree."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from datetime import date
+from pathlib import Path
+
+REPORT_FILES = (
+    "benchmark.json",
+    "benchmark.md",
+    "label.json",
+    "student.json",
+    "seed_only.json",
+    "onnx.json",
+    "data.json",
+    "llm.json",
+)
+BEGIN, END = "<!-- results:{} -->", "<!-- /results:{} -->"
+
+
+def save_report(run_dir: Path, report_dir: Path, profile: str | None, wall_seconds: float | None = None) -> dict:
+    """Copy a finished run's metric files into `report_dir`, with run.json: commit, profile, date (and the
+    run's wall time when given)."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        source = run_dir / "metrics" / name
+        if source.is_file():
+            shutil.copy2(source, report_dir / name)
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=run_dir, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=run_dir, capture_output=True, text=True
+    )
+    # what the run itself writes, and files no stage reads (the reports and the docs)
+    outputs = ("dvc.lock", "params.yaml", "metrics/", "dvclive/", "plots/", "reports/", "README.md", "docs/")
+    changed = [line[3:] for line in dirty.stdout.splitlines() if not line[3:].startswith(outputs)]
+    run = {"commit": commit, "uncommitted_changes": changed, "profile": profile, "date": date.today().isoformat()}
+    if wall_seconds is not None:
+        run["wall_seconds"] = wall_seconds
+    if profile:
+        shutil.copy2(run_dir / "profiles" / f"{profile}.yaml", report_dir / "profile.yaml")
+    # the params the run ended with: a profile plus `-S` overrides (a sweep point) are recorded exactly
+    shutil.copy2(run_dir / "params.yaml", report_dir / "params.yaml")
+    (report_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    add_ceiling(report_dir)
+    return run
+
+
+def add_ceiling(report_dir: Path) -> None:
+    """With a gold ceiling beside the benchmark (`scripts/ceiling.py` writes ceiling.json), put
+    `ceiling_macro_f1` and `gap_recovered` = (deployed student - best seed-only) / (ceiling - best seed-only)
+    at the top level of benchmark.json, and the line in benchmark.md."""
+    from commentclf.evaluation.benchmark import markdown
+    from commentclf.files import write_json
+
+    bench_file, ceiling_file = report_dir / "benchmark.json", report_dir / "ceiling.json"
+    if not (bench_file.is_file() and ceiling_file.is_file()):
+        return
+    bench, ceiling = json.loads(bench_file.read_text()), json.loads(ceiling_file.read_text())
+    pairs = bench.get("comparisons", {})
+    models = bench["models"]
+    student = models[pairs["deployed"]]["macro_f1"]
+    base = models[pairs["best_seed_only"]]["macro_f1"]
+    bench["ceiling_macro_f1"] = ceiling["test"]["macro_f1"]
+    bench["gap_recovered"] = (student - base) / (bench["ceiling_macro_f1"] - base)
+    write_json(bench_file, bench)
+    labels = list(next(iter(models.values()))["f1"])
+    (report_dir / "benchmark.md").write_text(markdown(bench, labels, bench["minority_label"]), encoding="utf-8")
+
+
+def results_table(report_dir: Path) -> str:
+    """The README's table of one dataset: every benchmarked model on the test split; of the ONNX students only
+    the deployed one (the others, fp32 and the compared int8 schemes, are in the dataset's benchmark.md)."""
+    from commentclf.evaluation.benchmark import paired_rows
+
+    bench = json.loads((report_dir / "benchmark.json").read_text())
+    run = json.loads((report_dir / "run.json").read_text())
+    hw = bench["hardware"]
+    minority = bench.get("minority_label") or next(iter(_minority_names(report_dir)), "minority")
+    lines = [
+        f"Test split: {bench['test_size']} comments; {hw['cpu']}, {hw['logical_cores']} cores; commit "
+        f"`{run['commit'][:7]}`, profile `{run['profile'] or 'params.yaml'}`, {run['date']}. "
+        f"Intervals: 95 % bootstrap. Latency: batch 1, 1 thread, mean text {hw['text_chars']:.0f} characters.",
+        "",
+        f"| model | macro-F1 [95 % CI] | {minority} F1 [95 % CI] | p50 ms | size MB |",
+        "|---|---|---|---|---|",
+    ]
+    deployed = bench.get("deployed")
+    for name, m in bench["models"].items():
+        if name.startswith("student_onnx_") and deployed and name != deployed:
+            continue
+        size = "n/a" if m["size_mb"] is None else f"{m['size_mb']:.1f}"
+        lines.append(
+            f"| {name} | {_with_ci(m, 'macro_f1')} | {_with_ci(m, 'minority_f1')} "
+            f"| {m['latency_ms']['p50_bs1_1t']:.1f} | {size} |"
+        )
+    pairs = {k: v for k, v in bench.get("comparisons", {}).items() if isinstance(v, dict)}
+    if pairs:
+        lines += ["", "| paired difference | macro-F1 [95 % CI] | " + f"{minority} F1 [95 % CI] |", "|---|---|---|"]
+        lines += paired_rows(pairs)
+    if bench.get("ceiling_macro_f1") is not None:
+        lines += [
+            "",
+            f"Gold ceiling (student recipe on seed + true pool labels): {bench['ceiling_macro_f1']:.3f}; "
+            f"gap recovered: {bench['gap_recovered']:.2f}.",
+        ]
+    return "\n".join(lines)
+
+
+def compare_table(base_dir: Path, other_dir: Path) -> str:
+    """Two saved runs on the same test set, model by model (those both benchmarked): macro-F1 and minority F1
+    of each with its bootstrap interval, and the difference. The runs' test predictions are not kept, so the
+    intervals are each run's own, not an interval of the difference: a difference inside both is not shown to
+    be real."""
+    base, other = (json.loads((d / "benchmark.json").read_text()) for d in (base_dir, other_dir))
+    if base["test_size"] != other["test_size"]:
+        raise ValueError(
+            f"{base_dir} and {other_dir} were tested on different sets ({base['test_size']} and "
+            f"{other['test_size']} comments)"
+        )
+    minority = base.get("minority_label", "minority")
+    a, b = base_dir.name, other_dir.name
+    lines = [
+        f"Test set: {base['test_size']} comments. Intervals: each run's 95 % bootstrap (unpaired).",
+        "",
+        f"| model | macro-F1 {a} | macro-F1 {b} | Δ | {minority} F1 {a} | {minority} F1 {b} | Δ |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    for name, m in base["models"].items():
+        if name not in other["models"]:
+            continue
+        n = other["models"][name]
+        cells = [f"{_with_ci(m, k)} | {_with_ci(n, k)} | {n[k] - m[k]:+.3f}" for k in ("macro_f1", "minority_f1")]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _with_ci(model: dict, key: str) -> str:
+    """`0.516 [0.48, 0.55]`: a benchmark figure with its interval (`key` and `key_ci`)."""
+    return f"{model[key]:.3f} [{model[key + '_ci'][0]:.2f}, {model[key + '_ci'][1]:.2f}]"
+
+
+def _minority_names(report_dir: Path) -> list[str]:
+    md = (report_dir / "benchmark.md").read_text()
+    return re.findall(r"\| (\w+) F1 \[95 % CI\]", md)
+
+
+def render_readme(readme: str, reports_dir: Path) -> str:
+    """The README with each `<!-- results:NAME -->` block replaced by the table of reports/NAME."""
+    for report_dir in sorted(p for p in reports_dir.iterdir() if (p / "benchmark.json").is_file()):
+        begin, end = BEGIN.format(report_dir.name), END.format(report_dir.name)
+        if begin not in readme:
+            continue
+        head, rest = readme.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        readme = f"{head}{begin}\n{results_table(report_dir)}\n{end}{tail}"
+    return readme
