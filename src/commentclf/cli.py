@@ -22,6 +22,7 @@ from rich.table import Table
 from commentclf.config import load_params
 from commentclf.data import build_splits
 from commentclf.errors import DataError, ParamsError
+from commentclf.inference.serve import serve
 from commentclf.stage import user_errors_exit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -242,18 +243,8 @@ def import_annotations(
         console.print(f"not in {d.unlabeled}: {text[:80]!r}")
 
 
-@app.command()
-@user_errors_exit
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    model: Path = Path("models/onnx/int8"),
-    params: Path = Path("params.yaml"),
-) -> None:
-    """Serve the int8 ONNX student over HTTP (FastAPI + uvicorn, the `serve` extra)."""
-    from commentclf.inference.serve import serve as run_server
-
-    run_server(host, port, model, params)
+# The same function `python -m commentclf.inference.serve` runs (the benchmark starts it that way).
+app.command("serve")(user_errors_exit(serve))
 
 
 @app.command()
