@@ -5,7 +5,8 @@ equal the first setting's (argmax exactly, probabilities within 1e-5).
     python scripts/bench_label.py --run-dir /path/to/run --setting local --setting ray:1x2 --setting ray:2x1 \
         --max-pool 500 --max-pool 0 --out reports/measurements/ruw_label_engines.json
     python scripts/bench_label.py --run-dir . --pool ../shared/datasets/ruw/pool-rest.csv --setting local \
-        --setting ray:1x2 --setting ray:2x1 --max-pool 1000 --repeat 2 --out reports/measurements/label_engines_parts.json
+        --setting ray:1x2 --setting ray:2x1 --max-pool 1000 --repeat 2 \
+        --out reports/measurements/label_engines_parts.json
     python scripts/bench_label.py --run-dir . --pool ../shared/datasets/ruw/pool-rest.csv --setting local \
         --setting ray:1x2 --setting ray:2x1 --max-pool 0 --repeat 2 --part-rows 256 \
         --out reports/measurements/label_engines_pool.json
