@@ -98,6 +98,22 @@ def exp(
     raise typer.Exit(subprocess.call(cmd))
 
 
+def _load_student(model: Path, params: Path, workers: int | None):
+    """The deployed ONNX student, making `workers` model calls at once (None: one per CPU this process may use)."""
+    from commentclf.student.onnx_model import OnnxClassifier
+
+    cfg = load_params(params)
+    if not model.is_dir():
+        raise DataError(f"{model}: no ONNX student here; run `dvc repro onnx_export` first")
+    if workers is None:
+        # one text is too small a job for two threads; two texts are not. The CPUs this process may use (Linux),
+        # else all of them (sched_getaffinity is Linux-only)
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if workers > 1:
+        _cap_malloc_arenas(2)
+    return OnnxClassifier(model, max_length=cfg.student.max_length, prefix=cfg.student.prefix, workers=workers)
+
+
 @app.command()
 @user_errors_exit
 def predict(
@@ -135,7 +151,6 @@ def predict(
     from rich.progress import Progress
 
     from commentclf.inference.streaming import export_output, predict_file
-    from commentclf.student.onnx_model import OnnxClassifier
 
     if (text is None) == (input is None):
         raise DataError("give either a TEXT argument or --input FILE (with --output)")
@@ -146,18 +161,8 @@ def predict(
         from commentclf.ray_engine import RayOptions, import_ray
 
         import_ray()  # before loading anything: a missing extra is the first thing to say
-    cfg = load_params(params)
-    if not model.is_dir():
-        raise DataError(f"{model}: no ONNX student here; run `dvc repro onnx_export` first")
-    if input is None or engine == "ray":
-        workers = 1  # one text, or the driver's copy of the model (its hash names the output)
-    elif workers is None:
-        # one text is too small a job for two threads; two texts are not. The CPUs this process may use (Linux),
-        # else all of them (sched_getaffinity is Linux-only)
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if workers > 1:
-        _cap_malloc_arenas(2)
-    clf = OnnxClassifier(model, max_length=cfg.student.max_length, prefix=cfg.student.prefix, workers=workers)
+    # one text, or the driver's copy of the model on Ray (its hash names the output): one call at a time
+    clf = _load_student(model, params, 1 if input is None or engine == "ray" else workers)
     if text is not None:
         if not text.strip():
             raise DataError("the text is empty")
@@ -191,6 +196,57 @@ def predict(
         f"wrote {output}: {manifest['rows']} rows in {len(manifest['parts'])} parts "
         f"({manifest['unlabelled']} empty texts left unlabelled)"
     )
+
+
+@app.command()
+@user_errors_exit
+def prevalence(
+    input: Path = typer.Option(..., "--input", help="CSV or parquet file of comments (any size: read in batches)"),
+    output: Path = typer.Option(
+        ..., "--output", help="folder: prevalence.json, prevalence.md and the scored parts (the unit of resuming)"
+    ),
+    by: str = typer.Option(None, "--by", help="a column of --input: shares per group (an article id, a month)"),
+    heldout: Path = typer.Option(
+        Path("data/split/dev.parquet"),
+        help="labelled rows the model never trained on (columns text, label): the adjusted methods' error rates",
+    ),
+    method: str = typer.Option("pacc", help="the answer's method: cc, pcc, acc, pacc or emq (all are reported)"),
+    bootstrap: int = typer.Option(200, min=10, help="bootstrap draws of the 95 % intervals"),
+    min_group_rows: int = typer.Option(20, min=1, help="--by: a smaller group gets its counts, not a share"),
+    text_column: str = typer.Option("text", help="text column of --input"),
+    id_column: str = typer.Option("id", help="id column of --input; the row number where there is none"),
+    model: Path = typer.Option(Path("models/onnx/int8"), help="ONNX student folder"),
+    params: Path = typer.Option(Path("params.yaml"), help="for the student's prefix and max_length, and the seed"),
+    part_rows: int = typer.Option(10_000, min=1, help="input rows per scored part"),
+    workers: int = typer.Option(None, min=1, help="model calls at once (default: one per CPU)"),
+) -> None:
+    """Estimate how much of a file each class is, with 95 % intervals, overall and per --by group. Counting the
+    model's labels is biased when its errors differ across classes or the file's class mix is not the seed's;
+    the adjusted methods correct the counts with the model's error rates on --heldout rows. Rerun the same
+    command after a crash: it goes on from the last scored part."""
+    from rich.progress import Progress
+
+    from commentclf.files import write_json
+    from commentclf.inference.prevalence import PrevalenceOptions, markdown, prevalence_of_file, read_heldout
+
+    clf = _load_student(model, params, workers)
+    opts = PrevalenceOptions(
+        method, by, bootstrap, min_group_rows, load_params(params).seed, text_column, id_column, part_rows
+    )
+    held = read_heldout(clf, heldout)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"scoring {input}", total=None)
+        report = prevalence_of_file(
+            clf,
+            input,
+            held,
+            output,
+            opts,
+            lambda part, total: progress.update(task, total=total, completed=part["first_row"] + part["rows"]),
+        )
+    write_json(output / "prevalence.json", report)
+    (output / "prevalence.md").write_text(markdown(report), encoding="utf-8")
+    console.print(markdown(report), markup=False)
 
 
 annotations = typer.Typer(no_args_is_help=True, help="The annotation loop: bring labelled suggestions back.")

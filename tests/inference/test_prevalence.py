@@ -1,0 +1,118 @@
+"""`commentclf prevalence`: class shares with intervals that survive a prior shift, per group, resumable."""
+
+import numpy as np
+import polars as pl
+import pytest
+from test_streaming import LABELS, FakeStudent, comments
+
+from commentclf.errors import DataError
+from commentclf.inference.prevalence import (
+    HeldOut,
+    PrevalenceOptions,
+    estimate,
+    markdown,
+    prevalence_of_file,
+    read_heldout,
+)
+
+
+def scored(prior, n, rng):
+    """Rows of a weak 3-class model (as a few hundred labels give): its scores and the true labels."""
+    y = rng.choice(3, size=n, p=prior)
+    logits = rng.normal(0, 1, (n, 3))
+    logits[np.arange(n), y] += np.array([1.2, 0.8, 1.0])[y]  # the rare middle class is the hardest
+    p = np.exp(logits)
+    return p / p.sum(1, keepdims=True), y
+
+
+def test_adjusted_methods_recover_a_prior_shift_that_counting_misses():
+    rng = np.random.default_rng(0)
+    heldout = HeldOut(*scored([1 / 3, 1 / 3, 1 / 3], 3000, rng))  # the seed: balanced
+    proba, y = scored([0.6, 0.1, 0.3], 20_000, rng)  # the pool: the middle class rare
+    truth = np.bincount(y, minlength=3) / len(y)
+    shares = estimate(heldout, proba, LABELS, ("cc", "acc", "pacc"), n_boot=30, seed=0)
+    error = {m: max(abs(s[label]["estimate"] - truth[j]) for j, label in enumerate(LABELS)) for m, s in shares.items()}
+    assert error["cc"] > 0.08, error  # counting a weak model's labels pulls every share towards the seed's
+    assert error["acc"] < 0.03 and error["pacc"] < 0.03, error
+    for j, label in enumerate(LABELS):  # and the adjusted intervals hold the truth
+        assert shares["pacc"][label]["low"] <= truth[j] <= shares["pacc"][label]["high"], (label, shares["pacc"])
+
+
+def test_fewer_heldout_rows_give_wider_intervals():
+    rng = np.random.default_rng(1)
+    proba, _ = scored([0.6, 0.1, 0.3], 5000, rng)
+    many, few = HeldOut(*scored([1 / 3] * 3, 2000, rng)), HeldOut(*scored([1 / 3] * 3, 100, rng))
+
+    def width(heldout):
+        s = estimate(heldout, proba, LABELS, ("pacc",), n_boot=40, seed=0)["pacc"]
+        return np.mean([s[label]["high"] - s[label]["low"] for label in LABELS])
+
+    assert width(few) > 2 * width(many)
+
+
+def test_heldout_rows_must_hold_every_label():
+    rng = np.random.default_rng(2)
+    p, y = scored([0.5, 0.0, 0.5], 200, rng)
+    with pytest.raises(DataError, match=r"held-out rows have no \['pro_russia'\]"):
+        estimate(HeldOut(p, y), p, LABELS, ("pacc",), n_boot=5, seed=0)
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"FakeStudent's model: only its hash is read")
+    return path
+
+
+@pytest.fixture
+def heldout_file(tmp_path):
+    texts = [f"commentaire étiqueté {i} " + "y" * (i % 11) for i in range(60)]
+    pl.DataFrame({"text": texts, "label": [LABELS[i % 3] for i in range(60)]}).write_parquet(tmp_path / "dev.parquet")
+    return tmp_path / "dev.parquet"
+
+
+def groups_input(tmp_path, n=90):
+    df = comments(n).with_columns(article=pl.Series([f"a{i % 3}" if i < 85 else "small" for i in range(n)]))
+    df.write_csv(tmp_path / "in.csv")
+    return tmp_path / "in.csv"
+
+
+def test_groups_add_up_to_the_whole_and_a_small_group_is_refused(tmp_path, model_file, heldout_file):
+    clf = FakeStudent(model_file)
+    held = read_heldout(clf, heldout_file)
+    opts = PrevalenceOptions(by="article", bootstrap=10, min_group_rows=10, part_rows=25)
+    report = prevalence_of_file(clf, groups_input(tmp_path), held, tmp_path / "out", opts)
+    assert report["rows"] == 90 and report["rows_scored"] == 88  # two empty texts: no score, no share
+    groups = report["groups"]
+    assert sum(g["rows"] for g in groups.values()) == report["rows_scored"]
+    overall_counts = {label: sum(g["counts"][label] for g in groups.values()) for label in LABELS}
+    assert sum(overall_counts.values()) == 88
+    assert "refused" in groups["small"] and "shares" not in groups["small"] and groups["small"]["rows"] == 5
+    for name in ("a0", "a1", "a2"):
+        s = groups[name]["shares"]
+        assert all(0 <= s[x]["low"] <= s[x]["high"] <= 1 for x in LABELS)
+    assert set(report["methods"]) == {"cc", "pcc", "acc", "pacc", "emq"} and report["default_method"] == "pacc"
+    assert report["classes"] == report["intervals"]["pacc"]
+    table = markdown(report)
+    assert all(f"| {label} |" in table for label in LABELS) and "| small | 5 | — | — | — |" in table
+
+
+def test_prevalence_resumes_after_a_crash_and_refuses_a_missing_column(tmp_path, model_file, heldout_file):
+    held = read_heldout(FakeStudent(model_file), heldout_file)
+    opts, path = PrevalenceOptions(bootstrap=10, part_rows=30), groups_input(tmp_path)
+    crashing = FakeStudent(model_file, fail_after=1)
+    with pytest.raises(RuntimeError, match="killed"):
+        prevalence_of_file(crashing, path, held, tmp_path / "out", opts)
+    resumed = FakeStudent(model_file)
+    report = prevalence_of_file(resumed, path, held, tmp_path / "out", opts)
+    assert resumed.calls == 2 and report["rows"] == 90  # the two unfinished parts of three, not the first
+    with pytest.raises(DataError, match="no column 'month' to group by"):
+        prevalence_of_file(resumed, path, held, tmp_path / "out", PrevalenceOptions(by="month"))
+    with pytest.raises(DataError, match="--method must be one of"):
+        prevalence_of_file(resumed, path, held, tmp_path / "out", PrevalenceOptions(method="avg"))
+
+
+def test_a_heldout_file_with_foreign_labels_is_refused(tmp_path, model_file):
+    pl.DataFrame({"text": ["un", "deux"], "label": ["pro_ukraine", "pro_mars"]}).write_csv(tmp_path / "h.csv")
+    with pytest.raises(DataError, match=r"h\.csv: labels \['pro_mars'\] are not the model's"):
+        read_heldout(FakeStudent(model_file), tmp_path / "h.csv")
