@@ -4,8 +4,9 @@ For each model: accuracy, macro-F1, per-class precision/recall/F1, 95 % bootstra
 and minority F1; latency p50/p95 at batch 1 with 1 thread and with all threads, and throughput at batch
 `benchmark.throughput_batch`, on real test texts after warm-up; size on disk. Each ONNX student (fp32, the
 deployed int8 scheme and `onnx.compare_schemes`) is also started as the server `commentclf serve` runs, to
-measure start-up time and resident memory (commentclf.evaluation.runner). Writes the report as JSON (the
-shape later tooling reads) and markdown, and the confusion matrices as DVCLive plots."""
+measure start-up time and resident memory; and each model's calibration on test, before and after its
+temperature (commentclf.evaluation.runner). Writes the report as JSON (the shape later tooling reads) and
+markdown, and the confusion matrices and reliability curves as `dvc plots`."""
 
 from pathlib import Path
 
@@ -16,11 +17,11 @@ from rich.console import Console
 from commentclf.config import load_params
 from commentclf.data import read_split
 from commentclf.evaluation.benchmark import markdown
-from commentclf.evaluation.runner import ModelFiles, load_contenders, run_benchmark
+from commentclf.evaluation.runner import BenchmarkRows, ModelFiles, load_contenders, run_benchmark
 from commentclf.files import write_json
 from commentclf.seeding import seed_everything
 from commentclf.stage import run
-from commentclf.tracking import log_confusions
+from commentclf.tracking import log_confusions, log_reliability
 
 
 def main(
@@ -40,13 +41,14 @@ def main(
 ) -> None:
     cfg = load_params(params)
     seed_everything(cfg.seed)
-    test = read_split(split_dir, "test")
-    texts, gold = test["text"].to_list(), test["label"].to_list()
+    test, dev = read_split(split_dir, "test"), read_split(split_dir, "dev")
+    rows = BenchmarkRows(test["text"].to_list(), test["label"].to_list(), dev["text"].to_list(), dev["label"].to_list())
     files = ModelFiles(assets, setfit_dir, llm_dir, teachers_file, ensemble_file, seed_only_dir, student_dir, onnx_dir)
     contenders = load_contenders(cfg, files, torch.get_num_threads())
-    report, predictions = run_benchmark(cfg, contenders, files, params, texts, gold)
+    report, predictions, curves = run_benchmark(cfg, contenders, files, params, rows)
     write_json(metrics, report)
-    log_confusions(live_dir, {name: (gold, pred) for name, pred in predictions.items()})
+    log_confusions(live_dir, {name: (rows.gold, pred) for name, pred in predictions.items()})
+    log_reliability(live_dir, curves)
     table.write_text(markdown(report, cfg.label_names, cfg.minority_label), encoding="utf-8")
     Console().print(table.read_text())
 

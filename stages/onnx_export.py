@@ -32,9 +32,10 @@ def main(
 ) -> None:
     cfg = load_params(params)
     model, tokenizer = load_student(student_dir)
-    dev = read_split(split_dir, "dev")["text"].to_list()
+    dev_rows = read_split(split_dir, "dev")
+    dev, test = dev_rows["text"].to_list(), read_split(split_dir, "test")["text"].to_list()
     pool = read_split(split_dir, "pool")["text"].to_list()
-    texts = ParityTexts(dev, pool[: cfg.onnx.parity_pool_rows], read_split(split_dir, "test")["text"].to_list())
+    texts = ParityTexts(dev, pool[: cfg.onnx.parity_pool_rows], test, dev_rows["label"].to_list())
     corpus = read_split(split_dir, "train")["text"].to_list() + dev + pool  # what the vocabulary is trimmed to
     report = export_student(model, tokenizer, texts, corpus, student_dir, out_dir, cfg)
     write_json(metrics, report)

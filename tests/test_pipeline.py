@@ -25,6 +25,8 @@ STAGES = [
     "suggest",
     "benchmark",
 ]
+CALIBRATION = {f"{k}{s}" for k in ("ece", "brier", "nll") for s in ("", "_uncalibrated")}
+CALIBRATION |= {"temperature", "temperature_fitted_on"}
 MODELS = [
     "setfit",
     "seed_only_logreg",
@@ -117,6 +119,8 @@ def test_metrics_are_complete_and_finite(smoke_repo):
     assert onnx["schemes"]["hybrid"]["deployed"] and onnx["int8_vs_torch"] == onnx["schemes"]["hybrid"]["vs_torch"]
     # the test texts, outside the trimming corpus, are reported beside the gate for every model
     assert onnx["parity_rows"]["test (reported, not gated)"] > 0
+    assert set(onnx["calibration"]) == {"fp32", "hybrid", "blockwise", "dynamic"}
+    assert all(c["dev_nll_calibrated"] <= c["dev_nll"] + 1e-3 for c in onnx["calibration"].values())
     assert all(0 <= v["vs_torch"]["test_argmax_agreement"] <= 1 for v in onnx["schemes"].values())
 
 
@@ -220,15 +224,22 @@ def test_benchmark_json_has_the_agreed_shape(smoke_repo):
             "latency_ms",
             "throughput_per_s",
             "size_mb",
+            *CALIBRATION,
         }
         assert set(m["latency_ms"]) == {"p50_bs1_1t", "p95_bs1_1t", "p50_bs1", "p95_bs1"}
+        assert 0 <= m["ece"] <= 1 and 0 <= m["ece_uncalibrated"] <= 1 and m["temperature"] > 0
+        assert ("shipped" in m["temperature_fitted_on"]) == (name in ONNX)
+        curve = json.loads((smoke_repo / "dvclive/benchmark/plots/reliability" / f"{name}.json").read_text())
+        assert sum(row["rows"] for row in curve) == 44 and set(curve[0]) == {"confidence", "accuracy", "rows"}
         assert m["macro_f1_ci"][0] <= m["macro_f1"] <= m["macro_f1_ci"][1] + 1e-9
     for name in ONNX:  # `commentclf serve` started on every scheme's folder and answered
         serve = report["models"][name]["serve"]
         assert serve["startup_s"] > 0 and 0 < serve["rss_mb"] <= serve["peak_rss_mb"], serve
         assert 0 <= report["models"][name]["agreement_with_torch"] <= 1
     table = (smoke_repo / "metrics/benchmark.md").read_text()
-    assert all(f"| {name} |" in table for name in MODELS) and "serve start s" in table
+    assert all(f"| {name} |" in table for name in MODELS) and "serve start s" in table and "| ECE |" in table
+    deployed_folder = json.loads((smoke_repo / "models/onnx/int8/calibration.json").read_text())
+    assert deployed_folder["temperature"] == report["models"][DEPLOYED]["temperature"]
     pairs = report["comparisons"]
     assert pairs["deployed"] == DEPLOYED and pairs["best_seed_only"] in MODELS[:3]
     for d in (pairs[f"{DEPLOYED} - setfit"], pairs[f"{DEPLOYED} - {pairs['best_seed_only']}"]):

@@ -336,6 +336,10 @@ class OnnxConfig(Section):
     """Required argmax agreement of int8 ONNX with the torch student."""
     parity_pool_rows: int = Field(ge=0)
     """Pool texts added to dev for the agreement check (agreement needs no labels; more rows, steadier)."""
+    calibrate: Literal["temperature", "none"]
+    """How each exported model's scores are calibrated, fitted on the dev rows (never test or pool rows) and
+    shipped in its folder (`calibration.json`), so predict, serve and the benchmark read calibrated scores.
+    `temperature`: one T dividing the logits (the argmax never changes); `none`: the softmax as it is."""
 
 
 class BenchmarkConfig(Section):

@@ -64,11 +64,12 @@ def size_mb(*paths: str | Path, digits: int = 1) -> float | None:
     return round(total / 2**20, digits)
 
 
-def model_version(model_path: Path) -> str:
-    """Short content hash of a model file: tells which model answered (serve), labelled (predict) or
-    pre-annotated (suggest)."""
+def model_version(*paths: Path) -> str:
+    """Short content hash of a model's files (the model, then e.g. its calibration): tells which model
+    answered (serve), labelled (predict) or pre-annotated (suggest)."""
     digest = hashlib.sha256()
-    with open(model_path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    for path in paths:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()[:12]

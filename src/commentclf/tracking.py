@@ -28,3 +28,14 @@ def log_confusions(folder: str | Path, predictions: dict[str, tuple[list[str], l
     with Live(dir=str(folder), save_dvc_exp=False, dvcyaml=None) as live:
         for name, (gold, pred) in predictions.items():
             live.log_sklearn_plot("confusion_matrix", gold, pred, name=f"{name}.json")
+
+
+def log_reliability(folder: str | Path, curves: dict[str, list[dict]]) -> None:
+    """Reliability diagrams as plot data: folder/plots/reliability/<model>.json, a row per confidence bin
+    (mean confidence, accuracy, rows), drawn by `dvc plots` against the diagonal of perfect calibration."""
+    import json
+
+    out = Path(folder) / "plots" / "reliability"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in curves.items():
+        (out / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n")

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from commentclf.errors import DataError
+from commentclf.files import model_version
 from commentclf.inference.streaming import MANIFEST, export_output, predict_file, predict_part, read_output
 
 LABELS = ["pro_ukraine", "pro_russia", "off_topic"]
@@ -18,6 +19,10 @@ class FakeStudent:
 
     def __init__(self, file, fail_after=None):
         self.labels, self.file, self.calls, self.fail_after = LABELS, file, 0, fail_after
+
+    @property
+    def version(self):
+        return model_version(self.file)
 
     def predict_proba(self, texts, batch_size=32):
         self.calls += 1

@@ -268,3 +268,30 @@ def test_length_batches_cover_every_row_once_and_pad_less():
     assert all((a == b).all() for a, b in zip(batches, again))  # the seed fixes the epoch
     first_lengths = [max(lengths[i] for i in b) for b in batches]
     assert first_lengths != sorted(first_lengths)  # batch order shuffled, not short to long
+
+
+def test_the_shipped_temperature_calibrates_every_reader_and_changes_the_version(student, tmp_path):
+    import json
+
+    from commentclf.files import model_version
+    from commentclf.student.onnx_export import calibrate
+
+    out, _ = student
+    model, tok = load_student(out)
+    fp32 = export_fp32(model, tok, tmp_path / "fp32")
+    raw = OnnxClassifier(fp32, max_length=32)
+    before, version = raw.predict_proba(TEXTS), raw.version
+    assert raw.temperature == 1.0 and version == model_version(fp32)  # no calibration.json yet
+    fit = calibrate(tmp_path / "fp32", before, GOLD, LABELS, "temperature")
+    shipped = json.loads((tmp_path / "fp32" / "calibration.json").read_text())
+    assert shipped["temperature"] == fit["temperature"] != 1.0 and shipped["fitted_on"] == "dev"
+    assert fit["dev_nll_calibrated"] <= fit["dev_nll"] + 1e-3  # the fit minimises the dev NLL
+    calibrated = OnnxClassifier(fp32, max_length=32)
+    t = calibrated.temperature
+    expected = np.exp(np.log(before) / t) / np.exp(np.log(before) / t).sum(1, keepdims=True)
+    assert np.allclose(calibrated.predict_proba(TEXTS), expected, atol=1e-6)
+    assert (calibrated.predict_proba(TEXTS).argmax(1) == before.argmax(1)).all()  # a temperature keeps argmax
+    assert np.allclose(OnnxClassifier(fp32, max_length=32, calibrated=False).predict_proba(TEXTS), before)
+    assert calibrated.version != version  # predict's resuming and serve's /health tell the two apart
+    calibrate(tmp_path / "fp32", before, GOLD, LABELS, "none")
+    assert OnnxClassifier(fp32, max_length=32).temperature == 1.0

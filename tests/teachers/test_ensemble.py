@@ -43,7 +43,7 @@ def test_pool_renormalises_over_the_teachers_available_on_a_row():
 
 
 def test_fitted_ensemble_round_trips_and_applies_calibration_pool_and_prior(tmp_path):
-    from commentclf.teachers.ensemble import apply_calibration
+    from commentclf.calibration import apply_calibration
     from conftest import section
 
     rng = np.random.default_rng(2)
@@ -92,37 +92,6 @@ def test_macro_f1_prior_keeps_the_rare_label_that_nll_thins_out():
         pred = e.predict_proba({"t": p}).argmax(1)
         f1[method] = ((pred == 1) & (gold == 1)).sum() * 2 / ((pred == 1).sum() + (gold == 1).sum())
     assert f1["macro_f1"] > f1["nll"] + 0.1
-
-
-def test_temperature_scaling_sharpens_flat_but_right_probabilities():
-    from commentclf.teachers.ensemble import apply_calibration, fit_temperature
-
-    def apply_temperature(p, t):
-        return apply_calibration(p, {"temperature": t, "bias": [0.0, 0.0, 0.0]})
-
-    flat = np.array([[0.40, 0.35, 0.25], [0.30, 0.45, 0.25], [0.30, 0.25, 0.45]] * 10)
-    gold = np.array([0, 1, 2] * 10)
-    t = fit_temperature(flat, gold)
-    sharp = apply_temperature(flat, t)
-    assert t < 0.5 and (sharp.argmax(1) == flat.argmax(1)).all() and sharp.max(1).min() > 0.6
-    assert np.allclose(apply_temperature(flat, 1.0), flat)
-
-
-def test_bias_calibration_corrects_a_model_that_leans_to_one_label():
-    """An LLM that puts most mass on label 0 but still ranks the comments: the fitted bias restores the
-    right argmax, which temperature alone (monotone per row) cannot do."""
-    from commentclf.teachers.ensemble import apply_calibration, fit_calibration
-
-    leaning = np.array([[0.80, 0.15, 0.05], [0.60, 0.35, 0.05], [0.60, 0.05, 0.35]] * 10)
-    gold = np.array([0, 1, 2] * 10)
-    temp = fit_calibration(leaning, gold, "temperature")
-    assert temp["bias"] == [0.0, 0.0, 0.0]
-    assert (apply_calibration(leaning, temp).argmax(1) == 0).all()
-    calib = fit_calibration(leaning, gold, "temperature_bias")
-    assert calib["bias"][0] == 0.0 and calib["bias"][1] > 0 and calib["bias"][2] > 0
-    assert (apply_calibration(leaning, calib).argmax(1) == gold).all()
-    identity = fit_calibration(leaning, gold, "none")
-    assert np.allclose(apply_calibration(leaning, identity), leaning)
 
 
 def test_pseudo_label_accuracy_of_every_teacher_on_every_matched_row():

@@ -246,6 +246,19 @@ def markdown(report: dict, labels: list[str], minority: str) -> str:
     lines += ["", "Per-class F1:", "", "| model | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     for name, m in report["models"].items():
         lines.append(f"| {name} | " + " | ".join(f"{m['f1'][label]:.3f}" for label in labels) + " |")
+    calibrated = {name: m for name, m in report["models"].items() if "ece" in m}
+    if calibrated:
+        lines += [
+            "",
+            "Calibration on the test split, before → after each model's temperature (fitted on dev rows; the ONNX "
+            "students ship theirs): expected calibration error (15 bins), Brier score, negative log-likelihood:",
+            "",
+            "| model | temperature | ECE | Brier | NLL |",
+            "|---|---|---|---|---|",
+        ]
+        for name, m in calibrated.items():
+            cells = [f"{m[f'{k}_uncalibrated']:.3f} → {m[k]:.3f}" for k in ("ece", "brier", "nll")]
+            lines.append(f"| {name} | {m['temperature']:.2f} | " + " | ".join(cells) + " |")
     deployment = {name: m for name, m in report["models"].items() if "serve" in m}
     if deployment:
         torch_m = report["models"].get("student_torch", {})

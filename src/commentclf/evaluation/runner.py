@@ -16,6 +16,7 @@ import numpy as np
 
 from commentclf.assets.encoders import load_embedder
 from commentclf.assets.manifest import read_manifest
+from commentclf.calibration import apply_calibration, calibration_report, fit_calibration, reliability_curve
 from commentclf.config import Params
 from commentclf.evaluation.benchmark import comparisons, hardware, latency_ms, model_entry, serve_footprint, throughput
 from commentclf.files import size_mb
@@ -115,15 +116,46 @@ def load_contenders(cfg: Params, files: ModelFiles, all_threads: int) -> dict[st
     return contenders
 
 
+@dataclass
+class BenchmarkRows:
+    """The test rows every model is measured on, and the dev rows a temperature is fitted on for the models
+    that ship none (the ONNX students carry theirs, fitted on the same dev rows by onnx_export)."""
+
+    texts: list[str]
+    gold: list[str]
+    dev_texts: list[str]
+    dev_gold: list[str]
+
+
+def calibration_entry(c: Contender, proba: np.ndarray, rows: BenchmarkRows, labels: list[str]) -> tuple[dict, list]:
+    """The test rows' ECE, Brier and NLL before and after calibration, and the calibrated reliability curve.
+    An ONNX student's scores are calibrated already (its temperature is undone for `before`); any other
+    model gets a temperature fitted here on its dev scores."""
+    gold = np.array([labels.index(y) for y in rows.gold])
+    if c.onnx is not None:
+        t = c.onnx[1].temperature
+        before, after = apply_calibration(proba, {"temperature": 1 / t, "bias": [0.0] * len(labels)}), proba
+        fitted = "dev, shipped in the model folder (onnx_export)"
+    else:
+        dev_gold = np.array([labels.index(y) for y in rows.dev_gold])
+        fit = fit_calibration(c.predict(rows.dev_texts), dev_gold, "temperature")
+        t, before, after, fitted = fit["temperature"], proba, apply_calibration(proba, fit), "dev (benchmark)"
+    entry = {f"{k}_uncalibrated": v for k, v in calibration_report(before, gold).items()}
+    entry |= calibration_report(after, gold) | {"temperature": t, "temperature_fitted_on": fitted}
+    return entry, reliability_curve(after, gold)
+
+
 def run_benchmark(
-    cfg: Params, contenders: dict[str, Contender], files: ModelFiles, params: Path, texts: list[str], gold: list[str]
-) -> tuple[dict, dict[str, list[str]]]:
-    """The report (the JSON that later tooling reads) and each model's test predictions."""
+    cfg: Params, contenders: dict[str, Contender], files: ModelFiles, params: Path, rows: BenchmarkRows
+) -> tuple[dict, dict[str, list[str]], dict[str, list[dict]]]:
+    """The report (the JSON that later tooling reads), each model's test predictions and its reliability curve
+    (calibrated scores)."""
     import torch
     from rich.console import Console
     from transformers import AutoTokenizer
 
     b, labels, all_threads = cfg.benchmark, cfg.label_names, torch.get_num_threads()
+    texts, gold = rows.texts, rows.gold
     deployed = deployed_name(cfg)
     report = {
         "test_size": len(texts),
@@ -142,7 +174,7 @@ def run_benchmark(
     if len(deployed_tokenizer) != len(tokenizer):  # onnx.trim_vocab: how the trimmed vocabulary covers test text
         report["vocab_coverage"] = coverage(tokenizer, deployed_tokenizer, texts, cfg.student.prefix)
     console = Console()
-    predictions = {}
+    predictions, curves = {}, {}
     for name, c in contenders.items():
 
         def with_threads(t, c=c):
@@ -151,7 +183,8 @@ def run_benchmark(
                 return c.predict
             return c.onnx[t].predict_proba
 
-        pred = [labels[i] for i in with_threads(all_threads)(texts).argmax(1)]
+        proba = with_threads(all_threads)(texts)
+        pred = [labels[i] for i in proba.argmax(1)]
         lat = {}
         for t, suffix in ((1, "_1t"), (all_threads, "")):
             fn = with_threads(t)
@@ -160,6 +193,9 @@ def run_benchmark(
             )
         tput = throughput(with_threads(all_threads), texts, b.throughput_batch)
         entry = model_entry(gold, pred, labels, cfg.minority_label, b.bootstrap, cfg.seed, lat, tput, c.size_mb)
+        torch.set_num_threads(all_threads)
+        calibration, curves[name] = calibration_entry(c, proba, rows, labels)
+        entry |= calibration
         if c.onnx is not None:
             entry["serve"] = serve_footprint(c.folder, params, texts[0])
         report["models"][name] = entry
@@ -171,4 +207,4 @@ def run_benchmark(
             same = np.mean([x == y for x, y in zip(predictions[name], predictions["student_torch"])])
             report["models"][name]["agreement_with_torch"] = float(same)
     report["comparisons"] = comparisons(report, predictions, gold, labels, cfg.minority_label, b.bootstrap, cfg.seed)
-    return report, predictions
+    return report, predictions, curves

@@ -101,11 +101,10 @@ def create_app(
 ):
     from fastapi import FastAPI
 
-    from commentclf.files import model_version
     from commentclf.student.onnx_model import OnnxClassifier
 
     model = OnnxClassifier(model_dir, threads=threads, max_length=max_length, prefix=prefix)
-    version = model_version(model.file)
+    version = model.version
     app = FastAPI(title="commentclf", version=version)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 

@@ -22,7 +22,7 @@ import polars as pl
 
 from commentclf.data import scan_table, table_batches, table_read_error, table_rows
 from commentclf.errors import DataError
-from commentclf.files import model_version, write_atomic
+from commentclf.files import write_atomic
 
 MANIFEST = "manifest.json"
 
@@ -87,7 +87,7 @@ def open_output(
         "input": str(input.resolve()),
         "input_bytes": stat.st_size,
         "input_mtime_ns": stat.st_mtime_ns,
-        "model_version": model_version(clf.file),
+        "model_version": clf.version,
         "text_column": text_column,
         "id_column": id_column,
         "part_rows": part_rows,

@@ -8,6 +8,7 @@ quantising only MatMul leaves it in fp32 (the file barely shrinks). How MatMul b
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,11 +246,13 @@ def parity(p_ref: np.ndarray, p_onnx: np.ndarray) -> dict:
 class ParityTexts:
     """The texts the exported models are compared with torch on: dev and pool rows (gated; both inside the
     corpus the vocabulary is trimmed to) and test rows (outside it, as a deployment's new comments are: their
-    agreement shows what the trim costs there; reported, never gated)."""
+    agreement shows what the trim costs there; reported, never gated). The dev rows' labels fit each
+    model's calibration."""
 
     dev: list[str]
     pool: list[str]
     test: list[str]
+    dev_labels: list[str]
 
 
 def export_student(
@@ -282,15 +285,17 @@ def export_student(
         tokenizer.save_pretrained(out_dir / folder)
     shutil.rmtree(out_dir / "tokenizer", ignore_errors=True)
 
-    results = {}
+    results, calibration = {}, {}
     for name, path in (("fp32", fp32), *int8.items()):
-        p = OnnxClassifier(path, max_length=s.max_length, prefix=s.prefix).predict_proba(gated + texts.test)
+        clf = OnnxClassifier(path, max_length=s.max_length, prefix=s.prefix, calibrated=False)
+        p = clf.predict_proba(gated + texts.test)  # the export's own scores: parity is about the export
         p, p_test = p[: len(gated)], p[len(gated) :]
         results[name] = {
             **parity(ref, p),
             "dev_argmax_agreement": parity(ref[: len(texts.dev)], p[: len(texts.dev)])["argmax_agreement"],
             "test_argmax_agreement": parity(ref_test, p_test)["argmax_agreement"],
         }
+        calibration[name] = calibrate(path.parent, p[: len(texts.dev)], texts.dev_labels, clf.labels, o.calibrate)
     return {
         "scheme": o.scheme,
         **({"vocab": vocab} if vocab else {}),
@@ -298,6 +303,7 @@ def export_student(
         "optimization_level": o.optimization_level,
         "operators": o.operators,
         "parity_rows": {"dev": len(texts.dev), "pool": len(texts.pool), "test (reported, not gated)": len(texts.test)},
+        "calibration": calibration,
         "fp32_vs_torch": results["fp32"],
         "int8_vs_torch": results[o.scheme],
         "size_mb": {
@@ -335,3 +341,24 @@ def gate(report: dict, o: OnnxConfig) -> None:
             raise ParityError(
                 f"{name} ONNX agrees with torch on {agreement:.2%} of {n} texts, below onnx.{bound_key}={bound:.0%}"
             )
+
+
+def calibrate(folder: Path, dev_proba: np.ndarray, dev_labels: list[str], labels: list[str], method: str) -> dict:
+    """Fit the model's temperature on its dev scores and ship it in `folder` (calibration.json, which
+    OnnxClassifier reads); returns the fit with the dev ECE and NLL before and after (dev is what it was
+    fitted on: the benchmark measures calibration on test)."""
+    from commentclf.calibration import apply_calibration, calibration_report, fit_calibration
+    from commentclf.student.onnx_model import CALIBRATION
+
+    gold = np.array([labels.index(y) for y in dev_labels])
+    fit = fit_calibration(dev_proba, gold, "none" if method == "none" else "temperature")
+    (folder / CALIBRATION).write_text(
+        json.dumps({"method": method, "temperature": fit["temperature"], "fitted_on": "dev", "rows": len(gold)}) + "\n"
+    )
+    before, after = calibration_report(dev_proba, gold), calibration_report(apply_calibration(dev_proba, fit), gold)
+    return {
+        "temperature": fit["temperature"],
+        "dev_rows": len(gold),
+        **{f"dev_{k}": before[k] for k in ("ece", "nll")},
+        **{f"dev_{k}_calibrated": after[k] for k in ("ece", "nll")},
+    }

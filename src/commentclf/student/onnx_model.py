@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+CALIBRATION = "calibration.json"
+"""Beside the model file: {"method", "temperature", ...}, written by onnx_export (`onnx.calibrate`)."""
+
 
 class OnnxClassifier:
     """onnxruntime session + tokenizer; `predict_proba(texts)` like the torch student.
@@ -29,6 +32,7 @@ class OnnxClassifier:
         max_length: int = 512,
         prefix: str = "query: ",
         workers: int = 1,
+        calibrated: bool = True,
     ):
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -55,6 +59,19 @@ class OnnxClassifier:
         self.prefix = prefix
         self.file = file
         self.workers = workers
+        # the temperature onnx_export fitted on dev rows (calibration.json); 1 without one, or when asked raw
+        calibration = folder / CALIBRATION
+        self.calibration = calibration if calibration.is_file() else None
+        self.temperature = (
+            json.loads(calibration.read_text())["temperature"] if calibration.is_file() and calibrated else 1.0
+        )
+
+    @property
+    def version(self) -> str:
+        """Which model answers: the content hash of the model file and of its calibration."""
+        from commentclf.files import model_version
+
+        return model_version(self.file, *([self.calibration] if self.calibration else []))
 
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
         """The model's inputs for `texts`: ids, attention mask (and token types where the graph takes them)."""
@@ -80,7 +97,7 @@ class OnnxClassifier:
         return np.concatenate([self._proba(batch) for batch in batches])
 
     def _proba(self, texts: list[str]) -> np.ndarray:
-        logits = self.session.run(["logits"], self.encode(texts))[0].astype(np.float64)
+        logits = self.session.run(["logits"], self.encode(texts))[0].astype(np.float64) / self.temperature
         logits -= logits.max(1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(1, keepdims=True)
