@@ -58,7 +58,9 @@ class DataConfig(Section):
 
 class SplitConfig(Section):
     dev_frac: float = Field(gt=0, lt=1)
-    """Share of the labelled rows held out as dev (model selection, ensemble weights)."""
+    """Share of the labelled rows held out as dev: model selection, ensemble weights, and every fit made
+    after training — the temperature, the conformal sets and the misclassification rates of `prevalence`.
+    A larger share steadies those fits and leaves fewer rows to train on (docs/design.md)."""
     test_frac: float = Field(ge=0, lt=1)
     """Share of the labelled rows held out as test (only the benchmark reads it). Ignored when
     `data.test` is given."""
@@ -335,7 +337,10 @@ class OnnxConfig(Section):
     min_int8_agreement: float = Field(ge=0, le=1)
     """Required argmax agreement of int8 ONNX with the torch student."""
     parity_pool_rows: int = Field(ge=0)
-    """Pool texts added to dev for the agreement check (agreement needs no labels; more rows, steadier)."""
+    """Pool texts held out of the trimming corpus, on which the agreement gate is measured: like next week's
+    comments, they may contain tokens the trimmed vocabulary lacks (agreement needs no labels; more rows,
+    steadier). When the trimmed int8 model misses `min_int8_agreement` on them, the export is redone
+    untrimmed, and that is the one gated and shipped."""
     calibrate: Literal["temperature", "none"]
     """How each exported model's scores are calibrated, fitted on the dev rows (never test or pool rows) and
     shipped in its folder (`calibration.json`), so predict, serve and the benchmark read calibrated scores.
@@ -352,6 +357,22 @@ class BenchmarkConfig(Section):
     """Batch size of the throughput measurement."""
     bootstrap: int = Field(ge=100)
     """Bootstrap resamples of the test set for the 95 % intervals."""
+    conformal_alpha: float = Field(gt=0, lt=1)
+    """Miscoverage of the conformal prediction sets reported on the test split (the deployed model's,
+    class-conditional, calibrated on dev): each class's set should hold its true label 1 - alpha of the time."""
+
+
+class PrevalenceConfig(Section):
+    method: Literal["auto", "cc", "pcc", "acc", "pacc", "emq"]
+    """The method whose shares are the answer. `auto`: the one with the smallest mean absolute share error on
+    artificially shifted samples of the dev rows (QuaPy's artificial-prevalence protocol, cross-fitted: the
+    rates come from the other folds), so neither the test split nor the pool takes part in the choice."""
+    bootstrap: int = Field(ge=50)
+    """Bootstrap draws for the 95 % intervals (over the dev rows and the measured rows together)."""
+    folds: int = Field(ge=2)
+    """`auto`: folds of the dev rows; each fold's shifted samples are scored with rates from the others."""
+    protocol_samples: int = Field(ge=1)
+    """`auto`: shifted samples drawn from each fold, their class shares spread over the simplex."""
 
 
 class SuggestConfig(Section):
@@ -400,6 +421,8 @@ class Params(Section):
     """Ensemble labelling of the pool (llm_label)."""
     suggest: SuggestConfig
     """The next comments to label (suggest stage, the annotation loop)."""
+    prevalence: PrevalenceConfig
+    """Class shares with intervals of the test split and the pool (prevalence stage)."""
 
     @model_validator(mode="after")
     def _check_labels(self) -> Params:
