@@ -12,7 +12,6 @@ def test_offline_environment_is_set():
     assert out.stdout.split() == ["1", "1"]
 
 
-
 def test_make_exports_env_py_variables_without_repeating_them():
     makefile = (REPO / "Makefile").read_text()
     assert "src/commentclf/env.py" in makefile and "HF_HUB_OFFLINE" not in makefile

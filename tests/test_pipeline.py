@@ -24,6 +24,7 @@ STAGES = [
     "onnx_export",
     "suggest",
     "benchmark",
+    "prevalence",
 ]
 CALIBRATION = {f"{k}{s}" for k in ("ece", "brier", "nll") for s in ("", "_uncalibrated")}
 CALIBRATION |= {"temperature", "temperature_fitted_on"}
@@ -117,8 +118,11 @@ def test_metrics_are_complete_and_finite(smoke_repo):
         "dynamic": "int8_dynamic",
     }
     assert onnx["schemes"]["hybrid"]["deployed"] and onnx["int8_vs_torch"] == onnx["schemes"]["hybrid"]["vs_torch"]
-    # the test texts, outside the trimming corpus, are reported beside the gate for every model
-    assert onnx["parity_rows"]["test (reported, not gated)"] > 0
+    # the gate reads pool rows held out of the trimming corpus; dev and test are reported beside it
+    assert onnx["parity_rows"]["pool (held out of the trimming corpus; gated)"] == onnx["fp32_vs_torch"]["rows"] > 0
+    assert onnx["parity_rows"]["test (reported)"] > 0
+    # a trim is kept only where the held-out rows agree; otherwise the refused trim's figures are reported
+    assert onnx["trimmed"] == ("vocab" in onnx) and onnx["trimmed"] != ("trim_refused" in onnx)
     assert set(onnx["calibration"]) == {"fp32", "hybrid", "blockwise", "dynamic"}
     assert all(c["dev_nll_calibrated"] <= c["dev_nll"] + 1e-3 for c in onnx["calibration"].values())
     assert all(0 <= v["vs_torch"]["test_argmax_agreement"] <= 1 for v in onnx["schemes"].values())
@@ -202,13 +206,17 @@ def test_the_parity_gate_fails_the_stage_with_the_measured_agreement(smoke_repo,
 
 def test_benchmark_json_has_the_agreed_shape(smoke_repo):
     report = json.loads((smoke_repo / "metrics/benchmark.json").read_text())
-    keys = {"test_size", "minority_label", "deployed", "vocab_coverage", "hardware", "models", "comparisons"}
-    assert set(report) == keys and report["deployed"] == DEPLOYED
+    keys = {"test_size", "minority_label", "deployed", "hardware", "models", "comparisons", "conformal"}
+    onnx = json.loads((smoke_repo / "metrics/onnx.json").read_text())
+    assert set(report) == keys | ({"vocab_coverage"} if onnx["trimmed"] else set()) and report["deployed"] == DEPLOYED
     assert report["test_size"] == 44
-    # onnx.trim_vocab (params.yaml's default): the deployed tokenizer is the trimmed one, and it says so
-    assert 0 < report["vocab_coverage"]["token_coverage"] <= 1 and report["vocab_coverage"]["texts"] == 44
-    vocab = json.loads((smoke_repo / "metrics/onnx.json").read_text())["vocab"]
-    assert vocab["vocab_after"] < vocab["vocab_before"] // 10
+    if onnx["trimmed"]:  # onnx.trim_vocab kept: the deployed tokenizer is the trimmed one, and it says so
+        assert 0 < report["vocab_coverage"]["token_coverage"] <= 1 and report["vocab_coverage"]["texts"] == 44
+        assert onnx["vocab"]["vocab_after"] < onnx["vocab"]["vocab_before"] // 10
+    conformal = report["conformal"]  # the deployed model's sets on test, calibrated on dev by onnx_export
+    assert conformal["alpha"] == 0.4 and conformal["rows"] == 44 and conformal["calibration_rows"] > 0
+    assert set(conformal["coverage"]) == {"pro_ukraine", "pro_russia", "off_topic"}
+    assert all(0 <= v <= 1 for v in conformal["coverage"].values()) and 1 <= conformal["mean_set_size"] <= 3
     assert list(report["models"]) == MODELS
     for name, m in report["models"].items():
         onnx_only = {"agreement_with_torch", "serve"} if name in ONNX else set()
@@ -224,11 +232,13 @@ def test_benchmark_json_has_the_agreed_shape(smoke_repo):
             "latency_ms",
             "throughput_per_s",
             "size_mb",
-            *CALIBRATION,
+            *(CALIBRATION - ({"temperature"} if name == "ensemble" else set())),
         }
         assert set(m["latency_ms"]) == {"p50_bs1_1t", "p95_bs1_1t", "p50_bs1", "p95_bs1"}
-        assert 0 <= m["ece"] <= 1 and 0 <= m["ece_uncalibrated"] <= 1 and m["temperature"] > 0
-        assert ("shipped" in m["temperature_fitted_on"]) == (name in ONNX)
+        assert 0 <= m["ece"] <= 1 and 0 <= m["ece_uncalibrated"] <= 1
+        # the ONNX students and the ensemble ship their calibration: reported as it is, never refitted
+        assert ("shipped" in m["temperature_fitted_on"]) == (name in [*ONNX, "ensemble"])
+        assert ("temperature" in m) == (name != "ensemble") and m.get("temperature", 1) > 0
         curve = json.loads((smoke_repo / "dvclive/benchmark/plots/reliability" / f"{name}.json").read_text())
         assert sum(row["rows"] for row in curve) == 44 and set(curve[0]) == {"confidence", "accuracy", "rows"}
         assert m["macro_f1_ci"][0] <= m["macro_f1"] <= m["macro_f1_ci"][1] + 1e-9
@@ -249,6 +259,26 @@ def test_benchmark_json_has_the_agreed_shape(smoke_repo):
         assert len(rows) == 44 and set(rows[0]) == {"actual", "predicted"}
     ensemble = json.loads((smoke_repo / "models/ensemble.json").read_text())
     assert set(ensemble) == {"labels", "teachers", "weights", "calibration", "prior_bias"}
+
+
+def test_prevalence_json_scores_every_method_against_the_test_truth(smoke_repo):
+    report = json.loads((smoke_repo / "metrics/prevalence.json").read_text())
+    labels = ["pro_ukraine", "pro_russia", "off_topic"]
+    methods = {"cc", "pcc", "acc", "pacc", "emq"}
+    # prevalence.method: auto -- chosen on shifted samples of the dev rows; test and pool play no part
+    assert report["default_method"] == report["choice"]["method"] in methods
+    assert set(report["choice"]["errors"]) == methods and report["test_rows"] == 44
+    test = pl.read_parquet(smoke_repo / "data/split/test.parquet")
+    for label in labels:
+        c = report["classes"][label]
+        assert c["true"] == pytest.approx((test["label"] == label).mean())
+        assert 0 <= c["low"] <= c["high"] <= 1 and 0 <= c["estimate"] <= 1
+    assert set(report["methods"]) == methods and all(set(m) == set(labels) for m in report["methods"].values())
+    assert all(abs(sum(m.values()) - 1) < 1e-6 for m in report["methods"].values())
+    assert report["pool"]["rows"] == len(pl.read_parquet(smoke_repo / "data/split/pool.parquet"))
+    assert set(report["adjust_prior"]) == {"argmax", "emq_posteriors"}
+    table = (smoke_repo / "metrics/prevalence.md").read_text()
+    assert all(f"| {label} |" in table for label in labels) and "largest error" in table
 
 
 def test_rerun_is_a_noop_and_a_param_reruns_only_its_stage(smoke_repo):

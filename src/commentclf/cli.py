@@ -142,6 +142,10 @@ def predict(
     workers: int = typer.Option(
         None, min=1, help="local: model calls at once, one onnxruntime thread each (default: one per CPU)"
     ),
+    alpha: float = typer.Option(
+        0.1, min=0.0, max=1.0, help="the conformal set beside each label holds the true one 1-alpha of the time"
+    ),
+    abstain: bool = typer.Option(False, help="leave the label empty where the set is not a single class"),
 ) -> None:
     """Label one text, or a file with the ONNX student. A file is streamed in constant memory into parquet
     parts; rerun the same command after a crash and it goes on from the last finished part. `--engine ray`
@@ -150,7 +154,8 @@ def predict(
 
     from rich.progress import Progress
 
-    from commentclf.inference.streaming import export_output, predict_file
+    from commentclf.conformal import set_labels, set_names
+    from commentclf.inference.streaming import SetOptions, export_output, predict_file
 
     if (text is None) == (input is None):
         raise DataError("give either a TEXT argument or --input FILE (with --output)")
@@ -163,13 +168,18 @@ def predict(
         import_ray()  # before loading anything: a missing extra is the first thing to say
     # one text, or the driver's copy of the model on Ray (its hash names the output): one call at a time
     clf = _load_student(model, params, 1 if input is None or engine == "ray" else workers)
+    sets = SetOptions(alpha, abstain)
     if text is not None:
         if not text.strip():
             raise DataError("the text is empty")
-        p = clf.predict_proba([text])[0]
+        p = clf.predict_proba([text])
+        chosen = clf.prediction_sets(p, alpha)
+        label = set_labels(p, chosen, clf.labels, abstain)[0] or "(abstained)"
         console.print(
-            f"[bold]{clf.labels[int(p.argmax())]}[/]  "
-            + "  ".join(f"{label}={x:.3f}" for label, x in zip(clf.labels, p))
+            f"[bold]{label}[/]  "
+            + "  ".join(f"{name}={x:.3f}" for name, x in zip(clf.labels, p[0]))
+            + f"  set@{alpha:g}={{{set_names(chosen, clf.labels)[0].replace('|', ', ')}}}",
+            highlight=False,
         )
         return
     if output is None:
@@ -185,16 +195,19 @@ def predict(
         if engine == "ray":
             opts = RayOptions(address=address, num_cpus=num_cpus, actors=actors, threads=threads)
             manifest = predict_file_ray(
-                clf, model, input, parts_dir, opts, text_column, id_column, part_rows, batch_size, advance
+                clf, model, input, parts_dir, opts, text_column, id_column, part_rows, batch_size, advance, sets
             )
         else:
-            manifest = predict_file(clf, input, parts_dir, text_column, id_column, part_rows, batch_size, advance)
+            manifest = predict_file(
+                clf, input, parts_dir, text_column, id_column, part_rows, batch_size, advance, sets=sets
+            )
     if one_file:
         export_output(parts_dir, output)
         shutil.rmtree(parts_dir)
     console.print(
         f"wrote {output}: {manifest['rows']} rows in {len(manifest['parts'])} parts "
-        f"({manifest['unlabelled']} empty texts left unlabelled)"
+        f"({manifest['unlabelled'] - manifest['abstained']} empty texts left unlabelled"
+        + (f", {manifest['abstained']} abstained: set not a single class at alpha {alpha:g})" if abstain else ")")
     )
 
 
@@ -210,8 +223,15 @@ def prevalence(
         Path("data/split/dev.parquet"),
         help="labelled rows the model never trained on (columns text, label): the adjusted methods' error rates",
     ),
-    method: str = typer.Option("pacc", help="the answer's method: cc, pcc, acc, pacc or emq (all are reported)"),
-    bootstrap: int = typer.Option(200, min=10, help="bootstrap draws of the 95 % intervals"),
+    method: str = typer.Option(
+        None,
+        help="the answer's method: auto (chosen on shifted samples of --heldout), cc, pcc, acc, pacc or emq (all "
+        "are reported); default: params.yaml's prevalence.method",
+    ),
+    bootstrap: int = typer.Option(None, min=10, help="bootstrap draws of the 95 % intervals (default: params.yaml)"),
+    adjust_prior: bool = typer.Option(
+        False, help="also write adjusted.parquet: each row's scores re-weighted to the estimated shares (EMQ)"
+    ),
     min_group_rows: int = typer.Option(20, min=1, help="--by: a smaller group gets its counts, not a share"),
     text_column: str = typer.Option("text", help="text column of --input"),
     id_column: str = typer.Option("id", help="id column of --input; the row number where there is none"),
@@ -230,8 +250,19 @@ def prevalence(
     from commentclf.inference.prevalence import PrevalenceOptions, markdown, prevalence_of_file, read_heldout
 
     clf = _load_student(model, params, workers)
+    cfg = load_params(params)
     opts = PrevalenceOptions(
-        method, by, bootstrap, min_group_rows, load_params(params).seed, text_column, id_column, part_rows
+        method=method or cfg.prevalence.method,
+        by=by,
+        bootstrap=bootstrap or cfg.prevalence.bootstrap,
+        folds=cfg.prevalence.folds,
+        protocol_samples=cfg.prevalence.protocol_samples,
+        adjust_prior=adjust_prior,
+        min_group_rows=min_group_rows,
+        seed=cfg.seed,
+        text_column=text_column,
+        id_column=id_column,
+        part_rows=part_rows,
     )
     held = read_heldout(clf, heldout)
     with Progress(console=console, transient=True) as progress:

@@ -6,13 +6,14 @@ import pytest
 from test_streaming import LABELS, FakeStudent, comments
 
 from commentclf.errors import DataError
-from commentclf.inference.prevalence import (
+from commentclf.inference.prevalence import PrevalenceOptions, markdown, prevalence_of_file, read_heldout
+from commentclf.quantification import (
+    METHODS,
     HeldOut,
-    PrevalenceOptions,
+    adjusted_posteriors,
+    choose_method,
     estimate,
-    markdown,
-    prevalence_of_file,
-    read_heldout,
+    scored_against_truth,
 )
 
 
@@ -36,6 +37,49 @@ def test_adjusted_methods_recover_a_prior_shift_that_counting_misses():
     assert error["acc"] < 0.03 and error["pacc"] < 0.03, error
     for j, label in enumerate(LABELS):  # and the adjusted intervals hold the truth
         assert shares["pacc"][label]["low"] <= truth[j] <= shares["pacc"][label]["high"], (label, shares["pacc"])
+
+
+def test_auto_chooses_on_shifted_samples_of_the_heldout_rows_alone():
+    rng = np.random.default_rng(3)
+    heldout = HeldOut(*scored([1 / 3, 1 / 3, 1 / 3], 400, rng))
+    choice = choose_method(heldout, folds=4, samples=20, seed=0)
+    assert set(choice["errors"]) == set(METHODS) and choice["folds"] == 4
+    # shifted samples are what counting gets wrong and the adjusted methods correct
+    assert choice["method"] != "cc" and choice["errors"]["cc"] > 1.2 * choice["errors"][choice["method"]]
+    assert choose_method(heldout, folds=4, samples=20, seed=0) == choice  # seeded
+    few = HeldOut(heldout.proba[:5], np.array([0, 1, 2, 0, 1]))
+    with pytest.raises(DataError, match="1 row\\(s\\) of some label"):
+        choose_method(few, folds=4, samples=5, seed=0)
+
+
+def test_adjusted_posteriors_follow_the_shift_and_score_better_under_it():
+    rng = np.random.default_rng(4)
+    heldout = HeldOut(*scored([1 / 3, 1 / 3, 1 / 3], 3000, rng))
+    proba, y = scored([0.6, 0.1, 0.3], 5000, rng)
+    prior, posteriors = adjusted_posteriors(heldout, proba)
+    assert abs(prior[1] - 0.1) < abs(proba[:, 1].mean() - 0.1) / 2 and np.allclose(posteriors.sum(1), 1)
+    assert posteriors[:, 1].mean() < proba[:, 1].mean()  # the rare class's scores come down with its share
+    # argmax of posteriors at the right prior is the accuracy-optimal label; it buys accuracy with the rare
+    # class's recall, so macro-F1 goes the other way (what the prevalence stage reports on real data)
+    assert (posteriors.argmax(1) == y).mean() > (proba.argmax(1) == y).mean()
+    assert (posteriors.argmax(1) == 1).sum() < (proba.argmax(1) == 1).sum()
+
+
+def test_scored_against_truth_reports_error_width_and_coverage():
+    est = {"pacc": {"a": {"estimate": 0.3, "low": 0.2, "high": 0.35}, "b": {"estimate": 0.7, "low": 0.68, "high": 0.8}}}
+    out = scored_against_truth(est, {"a": 0.4, "b": 0.6})
+    a = out["pacc"]["classes"]["a"]
+    assert a["error"] == pytest.approx(0.1) and a["width"] == pytest.approx(0.15) and a["covers"] is False
+    assert out["pacc"]["classes"]["b"]["covers"] is False and out["pacc"]["max_error"] == pytest.approx(0.1)
+
+
+def test_adjust_prior_writes_each_rows_posteriors(tmp_path, model_file, heldout_file):
+    clf = FakeStudent(model_file)
+    opts = PrevalenceOptions(method="emq", bootstrap=10, adjust_prior=True, part_rows=40)
+    report = prevalence_of_file(clf, groups_input(tmp_path), read_heldout(clf, heldout_file), tmp_path / "o", opts)
+    adjusted = pl.read_parquet(tmp_path / "o" / "adjusted.parquet")
+    assert len(adjusted) == report["rows_scored"] == 88 and set(adjusted["adjusted_label"]) <= set(LABELS)
+    assert abs(sum(report["adjusted"]["prior"].values()) - 1) < 1e-6
 
 
 def test_fewer_heldout_rows_give_wider_intervals():
@@ -80,7 +124,7 @@ def groups_input(tmp_path, n=90):
 def test_groups_add_up_to_the_whole_and_a_small_group_is_refused(tmp_path, model_file, heldout_file):
     clf = FakeStudent(model_file)
     held = read_heldout(clf, heldout_file)
-    opts = PrevalenceOptions(by="article", bootstrap=10, min_group_rows=10, part_rows=25)
+    opts = PrevalenceOptions(method="pacc", by="article", bootstrap=10, min_group_rows=10, part_rows=25)
     report = prevalence_of_file(clf, groups_input(tmp_path), held, tmp_path / "out", opts)
     assert report["rows"] == 90 and report["rows_scored"] == 88  # two empty texts: no score, no share
     groups = report["groups"]
@@ -92,7 +136,7 @@ def test_groups_add_up_to_the_whole_and_a_small_group_is_refused(tmp_path, model
         s = groups[name]["shares"]
         assert all(0 <= s[x]["low"] <= s[x]["high"] <= 1 for x in LABELS)
     assert set(report["methods"]) == {"cc", "pcc", "acc", "pacc", "emq"} and report["default_method"] == "pacc"
-    assert report["classes"] == report["intervals"]["pacc"]
+    assert report["classes"] == report["intervals"]["pacc"] and "choice" not in report  # asked for by name
     table = markdown(report)
     assert all(f"| {label} |" in table for label in LABELS) and "| small | 5 | — | — | — |" in table
 
@@ -108,7 +152,7 @@ def test_prevalence_resumes_after_a_crash_and_refuses_a_missing_column(tmp_path,
     assert resumed.calls == 2 and report["rows"] == 90  # the two unfinished parts of three, not the first
     with pytest.raises(DataError, match="no column 'month' to group by"):
         prevalence_of_file(resumed, path, held, tmp_path / "out", PrevalenceOptions(by="month"))
-    with pytest.raises(DataError, match="--method must be one of"):
+    with pytest.raises(DataError, match="--method must be auto or one of"):
         prevalence_of_file(resumed, path, held, tmp_path / "out", PrevalenceOptions(method="avg"))
 
 

@@ -53,6 +53,7 @@ def test_health(server):
     body = httpx.get(f"{server}/health").json()
     assert body["status"] == "ok" and body["labels"] == ["pro_ukraine", "pro_russia", "off_topic"]
     assert len(body["model_version"]) == 12 and body["max_batch"] == 64
+    assert body["alpha"] == 0.1 and body["abstain"] is False
 
 
 def test_predict_one_and_batch(server):
@@ -60,6 +61,7 @@ def test_predict_one_and_batch(server):
     assert r.status_code == 200
     body = r.json()
     assert body["label"] in body["scores"] and abs(sum(body["scores"].values()) - 1) < 1e-3
+    assert set(body["set"]) <= set(body["scores"])  # the conformal set at the server's alpha, beside the label
     r = httpx.post(f"{server}/predict/batch", json={"texts": ["un", "deux", "trois"]})
     assert r.status_code == 200 and len(r.json()["predictions"]) == 3
     long = httpx.post(f"{server}/predict", json={"text": "très long commentaire " * 5000})
@@ -116,7 +118,14 @@ def test_cli_predict_text_and_file(smoke_repo, tmp_path):
     )
     out = pl.read_csv(tmp_path / "out.csv")
     assert out["id"].to_list() == [1, 2, 3] and out["label"].is_null().to_list() == [False, True, False]
-    assert {"score_pro_ukraine", "score_pro_russia", "score_off_topic"} <= set(out.columns)
+    assert {"score_pro_ukraine", "score_pro_russia", "score_off_topic", "set"} <= set(out.columns)
+    # --abstain: a label only where the set at --alpha is one class; the scores and the set stay
+    sure = ["commentclf", "predict", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "abstain.csv")]
+    done = run_cmd([*sure, "--abstain", "--alpha", "0.02"], smoke_repo)
+    abstained = pl.read_csv(tmp_path / "abstain.csv")
+    for row in abstained.filter(pl.col("set").is_not_null()).iter_rows(named=True):
+        assert row["label"] == (row["set"] if "|" not in row["set"] and row["set"] else None), row
+    assert "abstained" in done.stdout
     parts = tmp_path / "parts"  # a folder: parquet parts and a manifest, kept for resuming
     run_cmd(
         ["commentclf", "predict", "--input", str(tmp_path / "in.csv"), "--output", str(parts), "--part-rows", "2"],

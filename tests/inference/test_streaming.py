@@ -117,3 +117,32 @@ def test_ids_missing_columns_odd_values_and_export(tmp_path, model_file):
     (tmp_path / "latin1.csv").write_bytes("text\ncaf\xe9\n".encode("latin-1"))
     with pytest.raises(DataError, match="latin1.csv"):
         predict_file(FakeStudent(model_file), tmp_path / "latin1.csv", tmp_path / "d")
+
+
+class SetStudent(FakeStudent):
+    """FakeStudent with conformal sets calibrated on a few of its own rows."""
+
+    def prediction_sets(self, proba, alpha):
+        from commentclf.conformal import ConformalSets
+
+        cal = self.predict_proba([f"calibration {i}" * (i % 4 + 1) for i in range(30)])
+        return ConformalSets.fit(cal, np.arange(30) % 3).sets(proba, alpha)
+
+
+def test_sets_and_abstention_ride_along_and_name_the_output(tmp_path, model_file):
+    from commentclf.inference.streaming import SetOptions
+
+    comments(20).write_csv(tmp_path / "in.csv")
+    clf = SetStudent(model_file)
+    predict_file(clf, tmp_path / "in.csv", tmp_path / "sets", part_rows=7, sets=SetOptions(0.2))
+    with_sets = read_output(tmp_path / "sets").collect()
+    assert with_sets["set"].null_count() == 2  # the two empty texts: no scores, no set
+    manifest = predict_file(clf, tmp_path / "in.csv", tmp_path / "abstain", part_rows=7, sets=SetOptions(0.2, True))
+    abstained = read_output(tmp_path / "abstain").collect()
+    single = abstained["set"].map_elements(lambda s: bool(s) and "|" not in s, return_dtype=bool).fill_null(False)
+    assert abstained.filter(single)["label"].to_list() == abstained.filter(single)["set"].to_list()
+    assert manifest["abstained"] == abstained.filter(~single & pl.col("set").is_not_null()).height
+    assert manifest["unlabelled"] == manifest["abstained"] + 2
+    # the settings name the output: another alpha is another output, never mixed in
+    with pytest.raises(DataError, match="different sets"):
+        predict_file(clf, tmp_path / "in.csv", tmp_path / "abstain", part_rows=7, sets=SetOptions(0.1, True))

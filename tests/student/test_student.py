@@ -295,3 +295,45 @@ def test_the_shipped_temperature_calibrates_every_reader_and_changes_the_version
     assert calibrated.version != version  # predict's resuming and serve's /health tell the two apart
     calibrate(tmp_path / "fp32", before, GOLD, LABELS, "none")
     assert OnnxClassifier(fp32, max_length=32).temperature == 1.0
+
+
+def test_export_fits_on_dev_alone_and_keeps_the_trim_only_where_held_out_rows_agree(student, tmp_path, monkeypatch):
+    """Calibration and conformal sets are fitted on the dev rows' scores, never a pool or test row's; the gate
+    reads pool rows held out of the trimming corpus, and a trimmed export that misses it is redone untrimmed."""
+    import json
+
+    from commentclf.config import parse_params
+    from commentclf.student import onnx_export
+    from commentclf.student.onnx_export import ParityTexts, export_student
+    from conftest import base_params
+
+    out, _ = student
+    model, tok = load_student(out)
+    cfg = parse_params(base_params())
+    cfg = cfg.model_copy(
+        update={
+            "onnx": cfg.onnx.model_copy(update={"compare_schemes": [], "min_int8_agreement": 0.0}),
+            "student": cfg.student.model_copy(update={"max_length": 32}),
+        }
+    )
+    dev, pool, test = TEXTS, ["Une phrase jamais vue 日本語."], ["Encore une autre, inédite."]
+    fits = []
+    real_calibrate = onnx_export.calibrate
+
+    def spy(folder, dev_proba, dev_labels, labels, method):
+        fits.append(len(dev_proba))
+        return real_calibrate(folder, dev_proba, dev_labels, labels, method)
+
+    misses = iter(["the trimmed export misses the bound", None])  # the trimmed one fails, the redo passes
+    monkeypatch.setattr(onnx_export, "calibrate", spy)
+    monkeypatch.setattr(onnx_export, "_misses", lambda report, o: next(misses))
+    corpus = TEXTS  # the held-out pool and test texts are not in it
+    report = export_student(model, tok, ParityTexts(dev, pool, test, GOLD), corpus, out, tmp_path / "onnx", cfg)
+    assert fits == [len(dev)] * 4  # fp32 and int8, in each of the two exports: dev rows only
+    assert report["trimmed"] is False and report["trim_refused"]["vocab"]["vocab_after"] < 250_000
+    assert report["int8_vs_torch"]["rows"] == 1  # the gated measure is the held-out pool row's
+    shipped = json.loads((tmp_path / "onnx" / "int8" / "calibration.json").read_text())
+    assert len(shipped["conformal"]["scores"]) == len(dev) and shipped["fitted_on"] == "dev"
+    assert OnnxClassifier(tmp_path / "onnx" / "int8", max_length=32).prediction_sets(
+        np.array([[0.9, 0.05, 0.05]]), 0.1
+    ).shape == (1, 3)

@@ -9,7 +9,7 @@ the server `commentclf serve` runs, for its start-up time and memory (the helper
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from commentclf.assets.encoders import load_embedder
 from commentclf.assets.manifest import read_manifest
 from commentclf.calibration import apply_calibration, calibration_report, fit_calibration, reliability_curve
 from commentclf.config import Params
+from commentclf.conformal import set_report
 from commentclf.evaluation.benchmark import comparisons, hardware, latency_ms, model_entry, serve_footprint, throughput
 from commentclf.files import size_mb
 from commentclf.llm.head import load_llm
@@ -54,6 +55,9 @@ class Contender:
     onnx: dict[int, OnnxClassifier] | None = None
     folder: Path | None = None
     """An ONNX student's folder (the benchmark starts `serve` on it)."""
+    uncalibrated: Callable[[list[str]], np.ndarray] | None = None
+    """A model that ships its own calibration (the ensemble): its scores without it. The benchmark then
+    reports the shipped calibration as it is, rather than fitting a temperature over it."""
 
 
 def onnx_folders(cfg: Params, onnx_dir: Path) -> dict[str, Path]:
@@ -84,11 +88,15 @@ def load_contenders(cfg: Params, files: ModelFiles, all_threads: int) -> dict[st
     def llm_p(batch):
         return llm.score(batch, cfg.llm.score_batch_size)
 
-    def ensemble_p(batch):
+    def ensemble_p(batch, model=ensemble):
         probas = score_teachers(
             ensemble.teachers, batch, fitted_teachers, embed, {"setfit": setfit_p, "llm": llm_p}, len(labels)
         )
-        return ensemble.predict_proba(probas)
+        return model.predict_proba(probas)
+
+    # the same pool of the same teachers, without their calibrations and the prior correction
+    identity = {"temperature": 1.0, "bias": [0.0] * len(labels)}
+    raw = replace(ensemble, calibration=dict.fromkeys(ensemble.teachers, identity), prior_bias=[0.0] * len(labels))
 
     def torch_p(model, tok):
         return lambda x: predict_proba(model, tok, x, s.prefix, s.max_length)
@@ -104,7 +112,9 @@ def load_contenders(cfg: Params, files: ModelFiles, all_threads: int) -> dict[st
         )
     contenders["llm"] = Contender(llm_p, b.llm_latency_runs, size_mb(manifest["llm"], files.llm))
     ensemble_runs = b.llm_latency_runs if "llm" in ensemble.teachers else b.latency_runs
-    contenders["ensemble"] = Contender(ensemble_p, ensemble_runs, size_mb(*ensemble_parts))
+    contenders["ensemble"] = Contender(
+        ensemble_p, ensemble_runs, size_mb(*ensemble_parts), uncalibrated=lambda x: ensemble_p(x, raw)
+    )
     contenders["student_torch"] = Contender(
         torch_p(student, tokenizer), b.latency_runs, size_mb(files.student / "model.safetensors")
     )
@@ -129,19 +139,25 @@ class BenchmarkRows:
 
 def calibration_entry(c: Contender, proba: np.ndarray, rows: BenchmarkRows, labels: list[str]) -> tuple[dict, list]:
     """The test rows' ECE, Brier and NLL before and after calibration, and the calibrated reliability curve.
-    An ONNX student's scores are calibrated already (its temperature is undone for `before`); any other
-    model gets a temperature fitted here on its dev scores."""
+    An ONNX student's scores are calibrated already (its temperature is undone for `before`), and so are the
+    ensemble's (its teachers' calibrations and prior correction, fitted by llm_label); any other model gets a
+    temperature fitted here on its dev scores."""
     gold = np.array([labels.index(y) for y in rows.gold])
     if c.onnx is not None:
         t = c.onnx[1].temperature
         before, after = apply_calibration(proba, {"temperature": 1 / t, "bias": [0.0] * len(labels)}), proba
         fitted = "dev, shipped in the model folder (onnx_export)"
+    elif c.uncalibrated is not None:
+        t, before, after = None, c.uncalibrated(rows.texts), proba
+        fitted = "per teacher on out-of-fold seed rows, shipped in the ensemble (llm_label)"
     else:
         dev_gold = np.array([labels.index(y) for y in rows.dev_gold])
         fit = fit_calibration(c.predict(rows.dev_texts), dev_gold, "temperature")
         t, before, after, fitted = fit["temperature"], proba, apply_calibration(proba, fit), "dev (benchmark)"
     entry = {f"{k}_uncalibrated": v for k, v in calibration_report(before, gold).items()}
-    entry |= calibration_report(after, gold) | {"temperature": t, "temperature_fitted_on": fitted}
+    entry |= calibration_report(after, gold) | {"temperature_fitted_on": fitted}
+    if t is not None:  # the ensemble has one per teacher (models/ensemble.json), no single one
+        entry["temperature"] = t
     return entry, reliability_curve(after, gold)
 
 
@@ -207,4 +223,14 @@ def run_benchmark(
             same = np.mean([x == y for x, y in zip(predictions[name], predictions["student_torch"])])
             report["models"][name]["agreement_with_torch"] = float(same)
     report["comparisons"] = comparisons(report, predictions, gold, labels, cfg.minority_label, b.bootstrap, cfg.seed)
+    report["conformal"] = conformal_entry(contenders[deployed], rows, labels, b.conformal_alpha)
     return report, predictions, curves
+
+
+def conformal_entry(c: Contender, rows: BenchmarkRows, labels: list[str], alpha: float) -> dict:
+    """The deployed model's conformal sets on the test rows (calibrated on dev by onnx_export): coverage per
+    class, the share of comments given a single label and those labels' accuracy."""
+    clf = c.onnx[1]
+    sets = clf.prediction_sets(clf.predict_proba(rows.texts), alpha)
+    gold = np.array([labels.index(y) for y in rows.gold])
+    return {"alpha": alpha, "calibration_rows": len(clf.conformal.labels), **set_report(sets, gold, labels)}

@@ -1,8 +1,11 @@
 """HTTP service for the int8 ONNX student (FastAPI; `pip install -e '.[serve]'`).
 
     GET  /health          -> {"status", "model_version", "labels", "max_length_tokens", "max_batch", ...}
-    POST /predict         {"text": "..."}          -> {"label", "scores": {label: probability}}
-    POST /predict/batch   {"texts": ["...", ...]}  -> {"predictions": [{"label", "scores"}, ...]}
+    POST /predict         {"text": "..."}          -> {"label", "scores": {label: probability}, "set": [label, ...]}
+    POST /predict/batch   {"texts": ["...", ...]}  -> {"predictions": [{"label", "scores", "set"}, ...]}
+
+`set` is the conformal prediction set at the server's `alpha` (commentclf.conformal: it holds the true label
+at least 1 - alpha of the time, per class); with `abstain`, `label` is null where the set is not one class.
 
 Empty or whitespace-only text, a non-string, or more than `max_batch` texts -> 422 with a message. A
 request body over MAX_BODY_BYTES -> 413 before it is read whole (a comment's meaning is in its first
@@ -89,8 +92,9 @@ class BatchRequest(BaseModel):
 
 
 class Prediction(BaseModel):
-    label: str
+    label: str | None
     scores: dict[str, float]
+    set: list[str]
 
 
 def create_app(
@@ -98,24 +102,30 @@ def create_app(
     max_length: int = 128,
     prefix: str = "query: ",
     threads: int | None = None,
+    alpha: float = 0.1,
+    abstain: bool = False,
 ):
     from fastapi import FastAPI
 
+    from commentclf.conformal import set_labels
     from commentclf.student.onnx_model import OnnxClassifier
 
     model = OnnxClassifier(model_dir, threads=threads, max_length=max_length, prefix=prefix)
+    model.prediction_sets(model.predict_proba(["warm-up"]), alpha)  # a model without sets fails here, not per call
     version = model.version
     app = FastAPI(title="commentclf", version=version)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     def predict(texts: list[str]) -> list[Prediction]:
         proba = model.predict_proba(texts)
+        sets = model.prediction_sets(proba, alpha)
         return [
             Prediction(
-                label=model.labels[int(p.argmax())],
-                scores={label: round(float(x), 6) for label, x in zip(model.labels, p)},
+                label=label,
+                scores={name: round(float(x), 6) for name, x in zip(model.labels, p)},
+                set=[name for name, inside in zip(model.labels, chosen) if inside],
             )
-            for p in proba
+            for label, p, chosen in zip(set_labels(proba, sets, model.labels, abstain), proba, sets)
         ]
 
     @app.get("/health")
@@ -128,6 +138,8 @@ def create_app(
             "max_length_tokens": max_length,
             "max_batch": MAX_BATCH,
             "max_body_bytes": MAX_BODY_BYTES,
+            "alpha": alpha,
+            "abstain": abstain,
         }
 
     @app.post("/predict", response_model=Prediction)
@@ -146,14 +158,18 @@ def serve(
     port: int = 8000,
     model: Path = Path("models/onnx/int8"),
     params: Path = Path("params.yaml"),
+    alpha: float = 0.1,
+    abstain: bool = False,
 ) -> None:
-    """Serve the int8 ONNX student over HTTP (FastAPI + uvicorn, the `serve` extra)."""
+    """Serve the int8 ONNX student over HTTP (FastAPI + uvicorn, the `serve` extra). Each answer carries its
+    conformal set at `alpha`; with `abstain`, no label where the set is not a single class."""
     import uvicorn
 
     from commentclf.config import load_params
 
     cfg = load_params(params)
-    uvicorn.run(create_app(model, cfg.student.max_length, cfg.student.prefix), host=host, port=port)
+    app = create_app(model, cfg.student.max_length, cfg.student.prefix, alpha=alpha, abstain=abstain)
+    uvicorn.run(app, host=host, port=port)
 
 
 if __name__ == "__main__":  # `python -m commentclf.inference.serve`: what `commentclf serve` runs

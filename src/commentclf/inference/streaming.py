@@ -9,17 +9,21 @@ another input or model is refused, never mixed in.
 
 Rows keep their input order and every input column; `id` is the input's id column, or the row number
 (0-based) where the input has none. Empty or missing texts get no label (null label and scores), counted.
+With `SetOptions` each row also gets its conformal prediction set (`set`), and with `abstain` a row whose set
+is not a single class keeps its scores and set but no label, counted apart (`abstained`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from commentclf.conformal import set_labels, set_names
 from commentclf.data import scan_table, table_batches, table_read_error, table_rows
 from commentclf.errors import DataError
 from commentclf.files import write_atomic
@@ -52,26 +56,53 @@ def input_parts(path: Path, start: int, part_rows: int) -> Iterator[pl.DataFrame
         yield pl.concat(pending)
 
 
-def predict_part(clf, df: pl.DataFrame, text_column: str, id_column: str, batch_size: int) -> pl.DataFrame:
-    """One part: the input rows with `id`, `label` and one `score_<label>` column per label."""
+@dataclass(frozen=True)
+class SetOptions:
+    """Conformal prediction sets beside each label (commentclf.conformal): `predict --alpha [--abstain]`."""
+
+    alpha: float = 0.1
+    """Miscoverage: each class's sets hold its true label at least 1 - alpha of the time."""
+    abstain: bool = False
+    """Leave `label` empty where the set is not a single class (the row keeps its scores and set)."""
+
+
+def predict_part(
+    clf, df: pl.DataFrame, text_column: str, id_column: str, batch_size: int, sets: SetOptions | None = None
+) -> pl.DataFrame:
+    """One part: the input rows with `id`, `label`, one `score_<label>` column per label, and with `sets` a
+    `set` column (the set's labels joined by '|')."""
     texts = [t or "" for t in df[text_column].to_list()]
     filled = [i for i, t in enumerate(texts) if t.strip()]
     proba = np.full((len(texts), len(clf.labels)), np.nan)
+    labels, names = [None] * len(texts), [None] * len(texts)
     if filled:
         proba[filled] = clf.predict_proba([texts[i] for i in filled], batch_size=batch_size)
-    labels = [None] * len(texts)
-    for i in filled:
-        labels[i] = clf.labels[int(proba[i].argmax())]
+        chosen = np.zeros((len(filled), len(clf.labels)), dtype=bool)
+        if sets is not None:
+            chosen = clf.prediction_sets(proba[filled], sets.alpha)
+            for i, name in zip(filled, set_names(chosen, clf.labels)):
+                names[i] = name
+        abstain = sets is not None and sets.abstain
+        for i, label in zip(filled, set_labels(proba[filled], chosen, clf.labels, abstain)):
+            labels[i] = label
     if id_column not in df.columns:
         df = df.with_columns(pl.col("__row").cast(pl.Int64).alias(id_column))
     return df.drop("__row").with_columns(
         pl.Series("label", labels, dtype=pl.String),
         *(pl.Series(f"score_{label}", proba[:, j]).fill_nan(None) for j, label in enumerate(clf.labels)),
+        *([pl.Series("set", names, dtype=pl.String)] if sets is not None else []),
     )
 
 
 def open_output(
-    clf, input: Path, out_dir: Path, text_column: str, id_column: str, part_rows: int, engine: str
+    clf,
+    input: Path,
+    out_dir: Path,
+    text_column: str,
+    id_column: str,
+    part_rows: int,
+    engine: str,
+    sets: SetOptions | None = None,
 ) -> tuple[pl.LazyFrame, dict]:
     """The input's lazy scan and the output's manifest: a fresh one, or the one a previous run of the same
     command left (its parts checked). Output of another input, model, setting or engine is refused."""
@@ -92,6 +123,7 @@ def open_output(
         "id_column": id_column,
         "part_rows": part_rows,
         "engine": engine,
+        "sets": asdict(sets) if sets else None,
     }
     manifest = {"source": source, "parts": [], "complete": False}
     if (out_dir / MANIFEST).is_file():
@@ -118,6 +150,10 @@ def add_part(out_dir: Path, manifest: dict, first_row: int, labelled: pl.DataFra
         "first_row": first_row,
         "rows": len(labelled),
         "unlabelled": labelled["label"].null_count(),
+        # no label although the text was scored: its set was not a single class (--abstain)
+        "abstained": labelled.filter(pl.col("label").is_null() & pl.col("set").is_not_null()).height
+        if "set" in labelled.columns
+        else 0,
     }
     write_atomic(out_dir / part["file"], labelled.write_parquet)
     manifest["parts"].append(part)
@@ -129,6 +165,7 @@ def finish_output(out_dir: Path, manifest: dict, input: Path, total: int) -> dic
     """Close a manifest whose parts cover the input: totals, a row-count check, `complete`."""
     manifest["rows"] = sum(p["rows"] for p in manifest["parts"])
     manifest["unlabelled"] = sum(p["unlabelled"] for p in manifest["parts"])
+    manifest["abstained"] = sum(p.get("abstained", 0) for p in manifest["parts"])
     if manifest["rows"] != total:
         raise DataError(f"{input}: read {manifest['rows']} rows but the file has {total}; was it changed?")
     manifest["complete"] = True
@@ -150,12 +187,14 @@ def predict_file(
     batch_size: int = 1,
     on_part: Callable[[dict, int], None] | None = None,
     engine: tuple[str, LabelParts] | None = None,
+    sets: SetOptions | None = None,
 ) -> dict:
     """Label `input` into parquet parts under `out_dir`, resuming from its manifest; returns the manifest.
     `on_part(part, total_rows)` is called after each part is written (progress). `engine` (name, LabelParts)
-    labels the parts elsewhere (inference.ray_predict); by default they are labelled here, one after another."""
+    labels the parts elsewhere (inference.ray_predict); by default they are labelled here, one after another.
+    `sets`: a conformal set column beside the label (and abstention)."""
     name, label_parts = engine or ("local", None)
-    scan, manifest = open_output(clf, input, out_dir, text_column, id_column, part_rows, engine=name)
+    scan, manifest = open_output(clf, input, out_dir, text_column, id_column, part_rows, name, sets)
     if manifest["complete"]:
         return manifest
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +204,7 @@ def predict_file(
     if total == 0:  # a header-only file still gives an output (one empty part) with the output's columns
         parts, label_parts = iter([scan.with_row_index("__row").head(0).collect()]), None
     if label_parts is None:
-        labelled = (predict_part(clf, df, text_column, id_column, batch_size) for df in parts)
+        labelled = (predict_part(clf, df, text_column, id_column, batch_size, sets) for df in parts)
     else:
         labelled = label_parts(parts)
     for df in labelled:

@@ -13,8 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from commentclf.conformal import ConformalSets
+from commentclf.errors import DataError
+
 CALIBRATION = "calibration.json"
-"""Beside the model file: {"method", "temperature", ...}, written by onnx_export (`onnx.calibrate`)."""
+"""Beside the model file: {"method", "temperature", "conformal", ...}, written by onnx_export (`onnx.calibrate`;
+"conformal": the dev rows' scores behind the prediction sets, commentclf.conformal)."""
 
 
 class OnnxClassifier:
@@ -62,9 +66,12 @@ class OnnxClassifier:
         # the temperature onnx_export fitted on dev rows (calibration.json); 1 without one, or when asked raw
         calibration = folder / CALIBRATION
         self.calibration = calibration if calibration.is_file() else None
-        self.temperature = (
-            json.loads(calibration.read_text())["temperature"] if calibration.is_file() and calibrated else 1.0
-        )
+        shipped = json.loads(calibration.read_text()) if calibration.is_file() and calibrated else {}
+        self.temperature = shipped.get("temperature", 1.0)
+        # fitted on calibrated scores, so offered only with them
+        self.conformal = None
+        if "conformal" in shipped:
+            self.conformal = ConformalSets.from_dict(shipped["conformal"], len(self.labels))
 
     @property
     def version(self) -> str:
@@ -95,6 +102,15 @@ class OnnxClassifier:
             with ThreadPoolExecutor(self.workers) as pool:  # map keeps the batches' order
                 return np.concatenate(list(pool.map(self._proba, batches)))
         return np.concatenate([self._proba(batch) for batch in batches])
+
+    def prediction_sets(self, proba: np.ndarray, alpha: float) -> np.ndarray:
+        """(rows, labels) booleans: each row's conformal set at miscoverage `alpha` (commentclf.conformal)."""
+        if self.conformal is None:
+            raise DataError(
+                f"{self.file.parent}: no conformal calibration in {CALIBRATION} (exported before it existed, or "
+                "loaded uncalibrated); run `dvc repro onnx_export`"
+            )
+        return self.conformal.sets(proba, alpha)
 
     def _proba(self, texts: list[str]) -> np.ndarray:
         logits = self.session.run(["logits"], self.encode(texts))[0].astype(np.float64) / self.temperature
