@@ -53,6 +53,34 @@ def test_save_then_render_fills_only_the_named_block(tmp_path):
     assert "keep" in out and render_readme(out, tmp_path / "reports") == out
 
 
+def test_a_run_with_prevalence_adds_its_shares_calibration_and_sets_to_the_table(tmp_path):
+    run = fake_run(tmp_path)
+    bench = json.loads((run / "metrics/benchmark.json").read_text())
+    bench["deployed"] = "student_onnx_int8"
+    bench["models"]["student_onnx_int8"] |= {"ece": 0.031, "ece_uncalibrated": 0.12}
+    bench["models"]["llm"] = bench["models"]["setfit"]  # not in the README's short table
+    bench["conformal"] = {
+        "alpha": 0.1,
+        "coverage": {"a": 0.9, "b": 0.88},
+        "singleton_share": 0.6,
+        "singleton_accuracy": 0.8,
+    }
+    (run / "metrics/benchmark.json").write_text(json.dumps(bench))
+    prevalence = {
+        "default_method": "pacc",
+        "classes": {
+            "a": {"true": 0.9, "estimate": 0.88, "low": 0.8, "high": 0.95},
+            "b": {"true": 0.1, "estimate": 0.12, "low": 0.05, "high": 0.2},
+        },
+        "methods": {"cc": {"a": 0.7, "b": 0.3}, "pacc": {"a": 0.88, "b": 0.12}},
+    }
+    (run / "metrics/prevalence.json").write_text(json.dumps(prevalence))
+    save_report(run, tmp_path / "reports" / "toy", "x")
+    out = render_readme("<!-- results:toy -->\n<!-- /results:toy -->\n", tmp_path / "reports")
+    assert "| b | 10.0 | 12.0 [5.0, 20.0] | 30.0 |" in out and "| llm |" not in out
+    assert "ECE 0.031 (uncalibrated 0.120)" in out and "coverage a 0.90, b 0.88; one label for 60 %" in out
+
+
 def test_ceiling_gives_the_gap_recovered_at_the_top_of_the_report(tmp_path):
     from commentclf.evaluation.reports import add_ceiling
 

@@ -20,6 +20,8 @@ REPORT_FILES = (
     "onnx.json",
     "data.json",
     "llm.json",
+    "prevalence.json",
+    "prevalence.md",
 )
 BEGIN, END = "<!-- results:{} -->", "<!-- /results:{} -->"
 
@@ -76,8 +78,9 @@ def add_ceiling(report_dir: Path) -> None:
 
 
 def results_table(report_dir: Path) -> str:
-    """The README's table of one dataset: every benchmarked model on the test split; of the ONNX students only
-    the deployed one (the others, fp32 and the compared int8 schemes, are in the dataset's benchmark.md)."""
+    """The README's table of one dataset, short: SetFit, the best seed-only baseline, the ensemble and the
+    deployed student on the test split (every model, the torch student and each ONNX scheme among them, is in
+    the dataset's benchmark.md)."""
     from commentclf.evaluation.benchmark import paired_rows
 
     bench = json.loads((report_dir / "benchmark.json").read_text())
@@ -92,16 +95,18 @@ def results_table(report_dir: Path) -> str:
         f"| model | macro-F1 [95 % CI] | {minority} F1 [95 % CI] | p50 ms | size MB |",
         "|---|---|---|---|---|",
     ]
+    pairs = bench.get("comparisons", {})
     deployed = bench.get("deployed")
+    shown = {"setfit", "ensemble", deployed, pairs.get("best_seed_only")}
     for name, m in bench["models"].items():
-        if name.startswith("student_onnx_") and deployed and name != deployed:
+        if name not in shown and (deployed or not name.startswith("student_onnx_")):  # older runs name none
             continue
         size = "n/a" if m["size_mb"] is None else f"{m['size_mb']:.1f}"
         lines.append(
             f"| {name} | {_with_ci(m, 'macro_f1')} | {_with_ci(m, 'minority_f1')} "
             f"| {m['latency_ms']['p50_bs1_1t']:.1f} | {size} |"
         )
-    pairs = {k: v for k, v in bench.get("comparisons", {}).items() if isinstance(v, dict)}
+    pairs = {k: v for k, v in pairs.items() if isinstance(v, dict)}
     if pairs:
         lines += ["", "| paired difference | macro-F1 [95 % CI] | " + f"{minority} F1 [95 % CI] |", "|---|---|---|"]
         lines += paired_rows(pairs)
@@ -111,7 +116,37 @@ def results_table(report_dir: Path) -> str:
             f"Gold ceiling (student recipe on seed + true pool labels): {bench['ceiling_macro_f1']:.3f}; "
             f"gap recovered: {bench['gap_recovered']:.2f}.",
         ]
+    if (report_dir / "prevalence.json").is_file():
+        lines += ["", *trust_lines(bench, json.loads((report_dir / "prevalence.json").read_text()))]
     return "\n".join(lines)
+
+
+def trust_lines(bench: dict, prevalence: dict) -> list[str]:
+    """The README's lines on how many and how sure: the test split's class shares by the default method and by
+    classify-and-count against the truth, the deployed model's calibration, and its conformal sets."""
+    m, pct = prevalence["default_method"], lambda x: f"{100 * x:.1f}"  # noqa: E731
+    lines = [f"| class share % | true | {m} [95 % CI] | classify-and-count |", "|---|---|---|---|"]
+    for label, c in prevalence["classes"].items():
+        cc = prevalence["methods"]["cc"][label]
+        lines.append(
+            f"| {label} | {pct(c['true'])} | {pct(c['estimate'])} [{pct(c['low'])}, {pct(c['high'])}] | {pct(cc)} |"
+        )
+    deployed = bench["models"][bench["deployed"]]
+    lines.append("")
+    lines.append(
+        f"Deployed student: ECE {deployed['ece']:.3f} (uncalibrated {deployed['ece_uncalibrated']:.3f}). "
+        + _conformal_sentence(bench["conformal"])
+    )
+    return lines
+
+
+def _conformal_sentence(c: dict) -> str:
+    coverage = ", ".join(f"{label} {v:.2f}" for label, v in c["coverage"].items())
+    accuracy = "n/a" if c["singleton_accuracy"] is None else f"{c['singleton_accuracy']:.2f}"
+    return (
+        f"Conformal sets at alpha {c['alpha']:g}: coverage {coverage}; one label for "
+        f"{100 * c['singleton_share']:.0f} % of comments, accuracy {accuracy} on those."
+    )
 
 
 def compare_table(base_dir: Path, other_dir: Path) -> str:
