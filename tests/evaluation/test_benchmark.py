@@ -56,6 +56,21 @@ def test_markdown_lists_every_model():
     }
     table = markdown({"test_size": 200, "hardware": hardware, "models": {"a": entry, "b": entry}}, LABELS, "pro_russia")
     assert "| a | " in table and "| b | " in table and "200 comments" in table and "test cpu" in table
+    # calibration rows: a fitted temperature, or the ensemble's shipped calibrations; the conformal block
+    calibration = {f"{k}{s}": 0.1 for k in ("ece", "brier", "nll") for s in ("", "_uncalibrated")}
+    models = {"a": entry | calibration | {"temperature": 1.5}, "ensemble": entry | calibration}
+    conformal = {
+        "alpha": 0.1,
+        "calibration_rows": 30,
+        "coverage": dict.fromkeys(LABELS, 0.9),
+        "singleton_share": 0.5,
+        "singleton_accuracy": None,
+        "mean_set_size": 1.6,
+    }
+    report = {"test_size": 200, "hardware": hardware, "models": models, "deployed": "a", "conformal": conformal}
+    table = markdown(report, LABELS, "pro_russia")
+    assert "| a | 1.50 |" in table and "| ensemble | shipped |" in table
+    assert "alpha 0.1" in table and "| 0.900 | 0.900 | 0.900 | 0.500 | n/a | 1.60 |" in table
 
 
 def test_paired_difference_of_a_model_with_itself_is_exactly_zero():

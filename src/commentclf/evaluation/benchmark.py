@@ -251,14 +251,16 @@ def markdown(report: dict, labels: list[str], minority: str) -> str:
         lines += [
             "",
             "Calibration on the test split, before → after each model's temperature (fitted on dev rows; the ONNX "
-            "students ship theirs): expected calibration error (15 bins), Brier score, negative log-likelihood:",
+            "students ship theirs, the ensemble its teachers' calibrations): expected calibration error (15 bins), "
+            "Brier score, negative log-likelihood:",
             "",
             "| model | temperature | ECE | Brier | NLL |",
             "|---|---|---|---|---|",
         ]
         for name, m in calibrated.items():
             cells = [f"{m[f'{k}_uncalibrated']:.3f} → {m[k]:.3f}" for k in ("ece", "brier", "nll")]
-            lines.append(f"| {name} | {m['temperature']:.2f} | " + " | ".join(cells) + " |")
+            t = f"{m['temperature']:.2f}" if "temperature" in m else "shipped"
+            lines.append(f"| {name} | {t} | " + " | ".join(cells) + " |")
     deployment = {name: m for name, m in report["models"].items() if "serve" in m}
     if deployment:
         torch_m = report["models"].get("student_torch", {})
@@ -283,6 +285,21 @@ def markdown(report: dict, labels: list[str], minority: str) -> str:
                 f"| {m['agreement_with_torch']:.3f} | {m['serve']['startup_s']:.1f} "
                 f"| {m['serve']['rss_mb']:.0f} / {m['serve']['peak_rss_mb']:.0f} |"
             )
+    if report.get("conformal"):
+        c = report["conformal"]
+        accuracy = "n/a" if c["singleton_accuracy"] is None else f"{c['singleton_accuracy']:.3f}"
+        lines += [
+            "",
+            f"Conformal sets of {report['deployed']} at alpha {c['alpha']:g} (class-conditional, calibrated on "
+            f"{c['calibration_rows']} dev rows): coverage on test per class, the share of comments given a single "
+            "label and its accuracy, the mean set size:",
+            "",
+            "| " + " | ".join(c["coverage"]) + " | single label | its accuracy | mean set size |",
+            "|---" * (len(c["coverage"]) + 3) + "|",
+            "| "
+            + " | ".join(f"{v:.3f}" for v in c["coverage"].values())
+            + f" | {c['singleton_share']:.3f} | {accuracy} | {c['mean_set_size']:.2f} |",
+        ]
     pairs = {k: v for k, v in report.get("comparisons", {}).items() if isinstance(v, dict)}
     if pairs:
         lines += [
