@@ -84,14 +84,17 @@ def estimate(
         raise DataError(f"the held-out rows have no {missing}: the misclassification rates need every label")
     rng = np.random.default_rng(seed)
     measured = proba if len(proba) <= BOOTSTRAP_ROWS else proba[rng.choice(len(proba), BOOTSTRAP_ROWS, replace=False)]
-    draws = [
-        (rng.integers(0, len(heldout.y), len(heldout.y)), rng.integers(0, len(measured), len(measured)))
-        for _ in range(n_boot)
-    ]
+    draw_seeds = rng.integers(0, 2**32, n_boot)  # a draw is remade from its seed, not kept: 50k indices each
+
+    def draw(draw_seed: int) -> tuple[HeldOut, np.ndarray]:
+        r = np.random.default_rng(draw_seed)
+        h, m = r.integers(0, len(heldout.y), len(heldout.y)), r.integers(0, len(measured), len(measured))
+        return HeldOut(heldout.proba[h], heldout.y[h]), measured[m]
+
     out = {}
-    for method in methods:
+    for method in methods:  # every method on the same draws
         point = shares(method, heldout, proba)
-        boot = np.array([shares(method, HeldOut(heldout.proba[h], heldout.y[h]), measured[m]) for h, m in draws])
+        boot = np.array([shares(method, *draw(s)) for s in draw_seeds])
         low, high = np.percentile(boot, [2.5, 97.5], axis=0)
         out[method] = {
             label: {"estimate": float(point[j]), "low": float(low[j]), "high": float(high[j])}

@@ -77,8 +77,12 @@ def prevalence_of_file(
     predict_file(clf, input, parts, opts.text_column, opts.id_column, opts.part_rows, 1, on_part)
     columns = [f"score_{label}" for label in clf.labels]
     scored = read_output(parts)
-    frame = scored.select(*columns, *([pl.col(opts.by).cast(pl.String)] if opts.by else [])).collect()
-    kept = frame.filter(pl.col(columns[0]).is_not_null())  # empty texts get no scores, and no share
+    total = scored.select(pl.len()).collect().item()
+    kept = (  # empty texts get no scores, and no share
+        scored.filter(pl.col(columns[0]).is_not_null())
+        .select(*columns, *([pl.col(opts.by).cast(pl.String)] if opts.by else []))
+        .collect()
+    )
     proba = kept.select(columns).to_numpy()
     labels = clf.labels
     choice = None
@@ -87,7 +91,7 @@ def prevalence_of_file(
     method = choice["method"] if choice else opts.method
     report = {
         "input": str(input),
-        "rows": len(frame),
+        "rows": total,
         "rows_scored": len(kept),
         "default_method": method,
         **({"choice": choice} if choice else {}),
