@@ -216,7 +216,7 @@ def test_benchmark_json_has_the_agreed_shape(smoke_repo):
     conformal = report["conformal"]  # the deployed model's sets on test, calibrated on dev by onnx_export
     assert conformal["alpha"] == 0.4 and conformal["rows"] == 44 and conformal["calibration_rows"] > 0
     assert set(conformal["coverage"]) == {"pro_ukraine", "pro_russia", "off_topic"}
-    assert all(0 <= v <= 1 for v in conformal["coverage"].values()) and 1 <= conformal["mean_set_size"] <= 3
+    assert all(0 <= v <= 1 for v in conformal["coverage"].values()) and 0 <= conformal["mean_set_size"] <= 3
     assert list(report["models"]) == MODELS
     for name, m in report["models"].items():
         onnx_only = {"agreement_with_torch", "serve"} if name in ONNX else set()

@@ -103,7 +103,7 @@ def test_results_tables_match_the_reports():
     assert render_readme(README, REPO / "reports") == README
     reported = sorted(p.parent.name for p in (REPO / "reports").glob("*/benchmark.json"))
     assert "demo" in reported
-    for dataset in re.findall(r"<!-- results:(\w+) -->", README):
+    for dataset in re.findall(r"<!-- results:([\w-]+) -->", README):
         assert dataset in reported, f"README has a Results block for {dataset} but reports/{dataset} has no run"
     for dataset in reported:
         table = README.split(f"<!-- results:{dataset} -->")[1].split(f"<!-- /results:{dataset} -->")[0]
