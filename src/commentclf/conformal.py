@@ -14,7 +14,7 @@ neither ever sees a test or pool row); their scores ship inside the model's cali
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +30,7 @@ class ConformalSets:
     labels: np.ndarray
     """Each calibration row's true label index."""
     n_classes: int
+    _fitted: object = field(default=None, repr=False, compare=False)
 
     @classmethod
     def fit(cls, proba: np.ndarray, y: np.ndarray) -> ConformalSets:
@@ -55,7 +56,9 @@ class ConformalSets:
         proba = np.asarray(proba, dtype=float)
         if not len(proba):
             return np.zeros((0, self.n_classes))
-        cc = ConformalClassifier().fit(self.scores, bins=self.labels)
+        if self._fitted is None:  # once per model, not per call: serve asks for every request
+            self._fitted = ConformalClassifier().fit(self.scores, bins=self.labels)
+        cc = self._fitted
         columns = []
         for c in range(self.n_classes):
             # every row in bin c: column c is then its class-conditional p-value for c, as crepes'

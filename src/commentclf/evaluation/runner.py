@@ -200,6 +200,8 @@ def run_benchmark(
             return c.onnx[t].predict_proba
 
         proba = with_threads(all_threads)(texts)
+        if name == deployed:
+            deployed_proba = proba  # its conformal sets below read the same scores
         pred = [labels[i] for i in proba.argmax(1)]
         lat = {}
         for t, suffix in ((1, "_1t"), (all_threads, "")):
@@ -223,14 +225,14 @@ def run_benchmark(
             same = np.mean([x == y for x, y in zip(predictions[name], predictions["student_torch"])])
             report["models"][name]["agreement_with_torch"] = float(same)
     report["comparisons"] = comparisons(report, predictions, gold, labels, cfg.minority_label, b.bootstrap, cfg.seed)
-    report["conformal"] = conformal_entry(contenders[deployed], rows, labels, b.conformal_alpha)
+    report["conformal"] = conformal_entry(contenders[deployed], deployed_proba, rows, labels, b.conformal_alpha)
     return report, predictions, curves
 
 
-def conformal_entry(c: Contender, rows: BenchmarkRows, labels: list[str], alpha: float) -> dict:
-    """The deployed model's conformal sets on the test rows (calibrated on dev by onnx_export): coverage per
-    class, the share of comments given a single label and those labels' accuracy."""
+def conformal_entry(c: Contender, proba: np.ndarray, rows: BenchmarkRows, labels: list[str], alpha: float) -> dict:
+    """The deployed model's conformal sets on the test rows (its scores `proba`; calibrated on dev by
+    onnx_export): coverage per class, the share of comments given a single label and those labels' accuracy."""
     clf = c.onnx[1]
-    sets = clf.prediction_sets(clf.predict_proba(rows.texts), alpha)
+    sets = clf.prediction_sets(proba, alpha)
     gold = np.array([labels.index(y) for y in rows.gold])
     return {"alpha": alpha, "calibration_rows": len(clf.conformal.labels), **set_report(sets, gold, labels)}
