@@ -7,7 +7,7 @@ both and is measured by bench_predict.py; what differs is what each holds beside
 
 Each (job, size) runs in its own process: `predict` is `streaming.predict_file`, `prevalence` is
 `inference.prevalence.prevalence_of_file` (the whole command: scoring into parts, then every method's shares
-with bootstrap intervals over the dev rows of data/split/dev.parquet). Peak RSS is the process's VmHWM.
+with bootstrap intervals over the calib rows of data/split/calib.parquet). Peak RSS is the process's VmHWM.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ print("PEAK_RSS_KB", [l.split()[1] for l in open("/proc/self/status") if l.start
 
 def main(
     source: Path = typer.Option(Path("data/split/pool.parquet"), help="texts to repeat (column text)"),
-    heldout: Path = typer.Option(Path("data/split/dev.parquet"), help="prevalence's held-out rows"),
+    heldout: Path = typer.Option(Path("data/split/calib.parquet"), help="prevalence's held-out rows"),
     rows: list[int] = typer.Option([10_000, 1_000_000], help="input sizes"),
     out: Path = typer.Option(..., help="JSON report"),
 ) -> None:

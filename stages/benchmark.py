@@ -41,8 +41,10 @@ def main(
 ) -> None:
     cfg = load_params(params)
     seed_everything(cfg.seed)
-    test, dev = read_split(split_dir, "test"), read_split(split_dir, "dev")
-    rows = BenchmarkRows(test["text"].to_list(), test["label"].to_list(), dev["text"].to_list(), dev["label"].to_list())
+    test, calib = read_split(split_dir, "test"), read_split(split_dir, "calib")
+    rows = BenchmarkRows(
+        test["text"].to_list(), test["label"].to_list(), calib["text"].to_list(), calib["label"].to_list()
+    )
     files = ModelFiles(assets, setfit_dir, llm_dir, teachers_file, ensemble_file, seed_only_dir, student_dir, onnx_dir)
     contenders = load_contenders(cfg, files, torch.get_num_threads())
     report, predictions, curves = run_benchmark(cfg, contenders, files, params, rows)

@@ -8,8 +8,10 @@ dev and pool texts, less the held-out ones) uses, plus every special and single-
 (commentclf.student.vocab). Parity against the (untrimmed) torch student is gated on `onnx.parity_pool_rows`
 pool texts held out of that corpus, as next week's comments are (agreement needs no labels); where the trimmed
 models miss a bound there, the export is redone untrimmed. Agreement on dev and test is reported beside it,
-never gated. The stage fails with a clear message when the fp32 or the deployed int8 agreement is under its
-bound; the compared schemes are reported, not gated."""
+never gated. Each model's temperature and conformal sets are fitted on the calib rows, which no model trained
+on (the teachers that labelled the student's pool saw train and dev). The stage fails with a clear message
+when the fp32 or the deployed int8 agreement is under its bound; the compared schemes are reported, not
+gated."""
 
 from pathlib import Path
 
@@ -33,12 +35,12 @@ def main(
 ) -> None:
     cfg = load_params(params)
     model, tokenizer = load_student(student_dir)
-    dev_rows = read_split(split_dir, "dev")
-    dev, test = dev_rows["text"].to_list(), read_split(split_dir, "test")["text"].to_list()
+    dev, test = (read_split(split_dir, name)["text"].to_list() for name in ("dev", "test"))
+    calib = read_split(split_dir, "calib")
     pool = read_split(split_dir, "pool")["text"].to_list()
     # the pool is sorted by id, a hash of the text: its first rows are a random sample of it
     held_out, rest = pool[: cfg.onnx.parity_pool_rows], pool[cfg.onnx.parity_pool_rows :]
-    texts = ParityTexts(dev, held_out, test, dev_rows["label"].to_list())
+    texts = ParityTexts(dev, held_out, test, calib["text"].to_list(), calib["label"].to_list())
     corpus = read_split(split_dir, "train")["text"].to_list() + dev + rest  # what the vocabulary is trimmed to
     report = export_student(model, tokenizer, texts, corpus, student_dir, out_dir, cfg)
     write_json(metrics, report)

@@ -1,11 +1,13 @@
 """Stage `prevalence`: how much of the pool is each class, with 95 % intervals, and on the test split, whose
 truth is known, how far each method lands from it.
 
-The deployed student (int8, calibrated) scores the dev, test and pool rows. With `prevalence.method: auto` the
-method is chosen on the dev rows alone (shifted samples, commentclf.inference.prevalence.choose_method); the
-adjusted methods' misclassification rates come from the dev rows too, and each interval bootstraps over the dev
-rows and the measured ones. On test, every method (classify-and-count among them) is scored against the true
-shares, and the labels of the EMQ posteriors (`commentclf prevalence --adjust-prior`) against the plain argmax.
+The deployed student (int8, calibrated) scores the calib, test and pool rows. The calib rows are seed rows no
+model trained on (the teachers that labelled the student's pool saw train and dev, so the student's dev scores
+are optimistic). With `prevalence.method: auto` the method is chosen on the calib rows alone (shifted samples,
+commentclf.quantification.choose_method); the adjusted methods' misclassification rates come from them too, and
+each interval bootstraps over the calib rows and the measured ones. On test, every method (classify-and-count
+among them) is scored against the true shares, and the labels of the EMQ posteriors (`commentclf prevalence
+--adjust-prior`) against the plain argmax.
 """
 
 import os
@@ -41,7 +43,7 @@ def main(
 
     pool = clf.predict_proba(read_split(split_dir, "pool")["text"].to_list())
     report = split_prevalence(
-        scored("dev"), scored("test"), pool, clf.labels, cfg.minority_label, cfg.prevalence, cfg.seed
+        scored("calib"), scored("test"), pool, clf.labels, cfg.minority_label, cfg.prevalence, cfg.seed
     )
     write_json(metrics, report)
     table.write_text(split_markdown(report), encoding="utf-8")

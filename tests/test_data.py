@@ -71,7 +71,7 @@ def test_too_few_rows_to_split(tmp_path):
     rows = [r for r in labeled_rows(10) if r[1] != "pro_russia"] + [("seul avis prorusse", "pro_russia")] * 1
     cfg = make_cfg(tmp_path, rows)
     with pytest.raises(
-        DataError, match=r"too few labelled rows to split \('pro_russia' has 1; each label needs at least 3"
+        DataError, match=r"too few labelled rows to split \('pro_russia' has 1; each label needs at least 4"
     ):
         build_splits(cfg.data, cfg.split, LABELS)
 
@@ -177,12 +177,21 @@ def test_split_is_stratified_disjoint_and_deterministic(tmp_path):
     cfg = make_cfg(tmp_path, labeled_rows(20))
     a = build_splits(cfg.data, cfg.split, LABELS)
     b = build_splits(cfg.data, cfg.split, LABELS)
-    for name in ("train", "dev", "test"):
+    for name in ("train", "dev", "calib", "test"):
         assert a.splits[name].equals(b.splits[name])
         assert set(a.splits[name]["label"]) == set(LABELS)  # every label in every split
     ids = [set(df["id"]) for df in a.splits.values()]
     assert sum(map(len, ids)) == len(set().union(*ids)) == 60
-    assert len(a.splits["test"]) == 12 and len(a.splits["dev"]) == 9  # 20 % and 15 % of 20, per label
+    # 20 %, 15 % and 15 % of 20, per label
+    assert len(a.splits["test"]) == 12 and len(a.splits["dev"]) == 9 and len(a.splits["calib"]) == 9
+
+
+def test_fractions_that_leave_no_train_rows_are_refused_by_name(tmp_path):
+    cfg = make_cfg(tmp_path, labeled_rows(20))
+    split = cfg.split.model_copy(update={"calib_frac": 0.7})
+    named = r"split.dev_frac \+ split.test_frac \+ split.calib_frac = 1.05 leaves no train rows"
+    with pytest.raises(DataError, match=named):
+        build_splits(cfg.data, split, LABELS)
 
 
 def test_other_seed_gives_other_split(tmp_path):
@@ -203,9 +212,9 @@ def test_external_test_file_is_the_test_set(tmp_path):
     cfg = make_cfg(tmp_path, labeled_rows(10), test=str(tmp_path / "test.csv"))
     result = build_splits(cfg.data, cfg.split, LABELS)
     assert set(result.splits["test"]["text"]) == {t for t, _ in test_rows}
-    assert result.reports["labeled"].overlap_removed == 1  # leaked test text left train/dev
-    train_dev = pl.concat([result.splits["train"], result.splits["dev"]])
-    assert len(train_dev) == 29 and not set(train_dev["text"]) & set(result.splits["test"]["text"])
+    assert result.reports["labeled"].overlap_removed == 1  # leaked test text left the seed
+    seed = pl.concat([result.splits[name] for name in ("train", "dev", "calib")])
+    assert len(seed) == 29 and not set(seed["text"]) & set(result.splits["test"]["text"])
 
 
 def test_test_path_equal_to_labeled_means_carve_out(tmp_path):

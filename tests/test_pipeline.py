@@ -60,7 +60,7 @@ def test_every_stage_ran_and_wrote_its_outputs(smoke_repo):
     log = (smoke_repo / "repro.log").read_text()
     for stage in STAGES:
         assert f"Running stage '{stage}'" in log
-    for name in ("train", "dev", "test", "pool"):
+    for name in ("train", "dev", "calib", "test", "pool"):
         assert (smoke_repo / "data/split" / f"{name}.parquet").is_file()
     assert (smoke_repo / "models/llm/adapter_model.safetensors").is_file()
     assert (smoke_repo / "models/student/config.json").is_file()
@@ -105,6 +105,11 @@ def test_metrics_are_complete_and_finite(smoke_repo):
     assert list(label["out_of_fold"]) == [*TEACHERS, "ensemble"]
     assert label["out_of_fold"]["logreg"]["n"] == label["seed_rows"]  # cross-fitted: every seed row scored
     assert label["out_of_fold"]["setfit"]["n"] < label["seed_rows"]  # trained on train: dev rows only
+    # no model trains on the calib rows: the teachers see train + dev, the student train and the pseudo-labels
+    split = json.loads((smoke_repo / "metrics/data.json").read_text())["split"]
+    assert label["seed_rows"] == split["train"]["rows"] + split["dev"]["rows"] and split["calib"]["rows"] > 0
+    student = json.loads((smoke_repo / "metrics/student.json").read_text())
+    assert student["rows"]["train"] == split["train"]["rows"]
     assert abs(sum(label["weights"].values()) - 1) < 1e-6 and set(label["weights"]) == set(TEACHERS)
     gold = label["pseudo_label_accuracy"]  # label.gold set by the smoke profile
     assert gold["rows_matched"] == 0 and set(gold["all_rows"]) == {"ensemble", *TEACHERS}
@@ -141,7 +146,7 @@ def test_suggestions_and_their_import(smoke_repo, tmp_path):
     assert len(tasks) == report["suggested"] == min(100, report["candidates"]) > 0
     labelled = {
         t
-        for name in ("train", "dev", "test")
+        for name in ("train", "dev", "calib", "test")
         for t in pl.read_parquet(smoke_repo / f"data/split/{name}.parquet")["text"]
     }
     pool = set(pl.read_parquet(smoke_repo / "data/split/pool.parquet")["text"])

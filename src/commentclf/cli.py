@@ -220,8 +220,8 @@ def prevalence(
     ),
     by: str = typer.Option(None, "--by", help="a column of --input: shares per group (an article id, a month)"),
     heldout: Path = typer.Option(
-        Path("data/split/dev.parquet"),
-        help="labelled rows the model never trained on (columns text, label): the adjusted methods' error rates",
+        Path("data/split/calib.parquet"),
+        help="labelled rows no model trained on (columns text, label): the adjusted methods' error rates",
     ),
     method: str = typer.Option(
         None,

@@ -58,16 +58,20 @@ class DataConfig(Section):
 
 class SplitConfig(Section):
     dev_frac: float = Field(gt=0, lt=1)
-    """Share of the labelled rows held out as dev: model selection, ensemble weights, and every fit made
-    after training — the temperature, the conformal sets and the misclassification rates of `prevalence`.
-    A larger share steadies those fits and leaves fewer rows to train on (docs/design.md)."""
+    """Share of the labelled rows held out as dev: model selection, early stopping and the teacher ensemble's
+    weights. The teachers that label the pool are refitted on train + dev, so the student inherits their fit
+    of these rows: its dev scores are optimistic, and nothing calibrated on them transfers (see `calib_frac`)."""
+    calib_frac: float = Field(gt=0, lt=1)
+    """Share of the labelled rows held out of every model, teachers and student alike, for the fits made after
+    training: the temperature, the conformal sets and the misclassification rates of `prevalence`. A larger
+    share steadies those fits and leaves fewer rows to train on (docs/design.md)."""
     test_frac: float = Field(ge=0, lt=1)
     """Share of the labelled rows held out as test (only the benchmark reads it). Ignored when
     `data.test` is given."""
     seed: int
     """Seed of the stratified shuffle; the same seed and data give the same split."""
-    min_per_label: int = Field(ge=2)
-    """A label needs at least this many labelled rows, so that train, dev (and test) can each get one."""
+    min_per_label: int = Field(ge=4)
+    """A label needs at least this many labelled rows, so that train, dev, calib (and test) can each get one."""
 
 
 class AssetsConfig(Section):

@@ -7,9 +7,9 @@ new comments are exchangeable with the calibration rows. The nonconformity score
 calibrated probability (crepes' hinge). A set of one class is a label one can trust at that level; two or
 more classes is the model saying it cannot tell, which `--abstain` turns into no label.
 
-The calibration rows are the dev split's (onnx_export fits this beside the temperature, on the same rows;
-neither ever sees a test or pool row); their scores ship inside the model's calibration.json, so any
-`alpha` can be asked at predict time.
+The calibration rows are the calib split's (onnx_export fits this beside the temperature, on the same rows; no
+model trained on them, and neither fit sees a test or pool row); their scores ship inside the model's
+calibration.json, so any `alpha` can be asked at predict time.
 """
 
 from __future__ import annotations

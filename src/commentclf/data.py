@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from commentclf.config import DataConfig, SplitConfig
 from commentclf.errors import DataError
 
-SPLITS = ("train", "dev", "test")
+SPLITS = ("train", "dev", "calib", "test")
 
 
 def text_id(text: str) -> str:
@@ -315,6 +315,15 @@ class SplitResult:
         return out
 
 
+def _with_train(fractions: dict[str, float]) -> dict[str, float]:
+    """{"train": what is left, **fractions}; refused when nothing is left to train on."""
+    left = 1 - sum(fractions.values())
+    if left <= 0:
+        named = " + ".join(f"split.{name}_frac" for name in fractions)
+        raise DataError(f"{named} = {1 - left:.2f} leaves no train rows")
+    return {"train": left, **fractions}
+
+
 def build_splits(data: DataConfig, split: SplitConfig, labels: list[str]) -> SplitResult:
     """The whole `split` stage: validate every file, clean, split, and remove overlaps."""
     labeled, lab_report = load_labeled(data.labeled, data, labels)
@@ -327,18 +336,15 @@ def build_splits(data: DataConfig, split: SplitConfig, labels: list[str]) -> Spl
         lab_report.overlap_removed = labeled.select(leak.sum()).item()
         labeled = labeled.filter(~leak)
         lab_report.kept = len(labeled)
-        dev_share = split.dev_frac
-        parts = stratified_split(
-            labeled, {"train": 1 - dev_share, "dev": dev_share}, split.seed, max(2, split.min_per_label - 1)
-        )
+        # the slices after train are cut in this order, so calib does not move dev's rows
+        fractions = {"dev": split.dev_frac, "calib": split.calib_frac}
+        parts = stratified_split(labeled, _with_train(fractions), split.seed, split.min_per_label - 1)
         parts["test"] = test.sort("id")
     else:
         if split.test_frac <= 0:
             raise DataError("split.test_frac must be > 0 when data.test is not given")
-        fractions = {"train": 1 - split.dev_frac - split.test_frac, "dev": split.dev_frac, "test": split.test_frac}
-        if fractions["train"] <= 0:
-            raise DataError(f"split.dev_frac + split.test_frac = {1 - fractions['train']:.2f} leaves no train rows")
-        parts = stratified_split(labeled, fractions, split.seed, split.min_per_label)
+        fractions = {"dev": split.dev_frac, "test": split.test_frac, "calib": split.calib_frac}
+        parts = stratified_split(labeled, _with_train(fractions), split.seed, split.min_per_label)
     seen = set().union(*(set(df["text"].to_list()) for df in parts.values()))
     pool, pool_report = load_pool(data.unlabeled, data, seen)
     reports["pool"] = pool_report

@@ -4,7 +4,7 @@ prevalence stage.
 Counting the student's labels (classify-and-count, CC) is biased whenever its errors differ across classes
 or the measured rows' class mix differs from the seed's, and the seed's always differs: an analyst oversamples
 the rare class before labelling. The adjusted methods correct for it with the model's misclassification rates,
-measured on labelled rows it never trained on (the held-out rows: the dev split). The estimators are QuaPy's
+measured on labelled rows no model trained on (the held-out rows: the calib split). The estimators are QuaPy's
 (CC, PCC, ACC, PACC, EMQ/SLD), fed precomputed scores through a pass-through classifier, so rows are scored
 once.
 
@@ -238,8 +238,8 @@ def split_markdown(report: dict) -> str:
         f"# Class shares: test split ({report['test_rows']} rows, truth known), pool ({report['pool']['rows']} rows)",
         "",
         f"Default method: {m}"
-        + (" (chosen on shifted samples of the dev rows)" if "choice" in report else "")
-        + f"; rates and intervals from {report['heldout_rows']} dev rows, 95 % bootstrap ({report['bootstrap']} "
+        + (" (chosen on shifted samples of the calib rows)" if "choice" in report else "")
+        + f"; rates and intervals from {report['heldout_rows']} calib rows, 95 % bootstrap ({report['bootstrap']} "
         "draws). Shares in %.",
         "",
         "| class | true | " + f"{m} [95 % CI] | " + " | ".join(methods) + " |",

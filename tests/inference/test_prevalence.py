@@ -111,8 +111,8 @@ def model_file(tmp_path):
 @pytest.fixture
 def heldout_file(tmp_path):
     texts = [f"commentaire étiqueté {i} " + "y" * (i % 11) for i in range(60)]
-    pl.DataFrame({"text": texts, "label": [LABELS[i % 3] for i in range(60)]}).write_parquet(tmp_path / "dev.parquet")
-    return tmp_path / "dev.parquet"
+    pl.DataFrame({"text": texts, "label": [LABELS[i % 3] for i in range(60)]}).write_parquet(tmp_path / "calib.parquet")
+    return tmp_path / "calib.parquet"
 
 
 def groups_input(tmp_path, n=90):

@@ -284,8 +284,8 @@ def test_the_shipped_temperature_calibrates_every_reader_and_changes_the_version
     assert raw.temperature == 1.0 and version == model_version(fp32)  # no calibration.json yet
     fit = calibrate(tmp_path / "fp32", before, GOLD, LABELS, "temperature")
     shipped = json.loads((tmp_path / "fp32" / "calibration.json").read_text())
-    assert shipped["temperature"] == fit["temperature"] != 1.0 and shipped["fitted_on"] == "dev"
-    assert fit["dev_nll_calibrated"] <= fit["dev_nll"] + 1e-3  # the fit minimises the dev NLL
+    assert shipped["temperature"] == fit["temperature"] != 1.0 and shipped["fitted_on"] == "calib"
+    assert fit["calib_nll_calibrated"] <= fit["calib_nll"] + 1e-3  # the fit minimises the calib rows' NLL
     calibrated = OnnxClassifier(fp32, max_length=32)
     t = calibrated.temperature
     expected = np.exp(np.log(before) / t) / np.exp(np.log(before) / t).sum(1, keepdims=True)
@@ -297,8 +297,8 @@ def test_the_shipped_temperature_calibrates_every_reader_and_changes_the_version
     assert OnnxClassifier(fp32, max_length=32).temperature == 1.0
 
 
-def test_export_fits_on_dev_alone_and_keeps_the_trim_only_where_held_out_rows_agree(student, tmp_path, monkeypatch):
-    """Calibration and conformal sets are fitted on the dev rows' scores, never a pool or test row's; the gate
+def test_export_fits_on_calib_alone_and_keeps_the_trim_only_where_held_out_rows_agree(student, tmp_path, monkeypatch):
+    """Calibration and conformal sets are fitted on the calib rows' scores, never a dev, pool or test row's; the gate
     reads pool rows held out of the trimming corpus, and a trimmed export that misses it is redone untrimmed."""
     import json
 
@@ -316,24 +316,26 @@ def test_export_fits_on_dev_alone_and_keeps_the_trim_only_where_held_out_rows_ag
             "student": cfg.student.model_copy(update={"max_length": 32}),
         }
     )
-    dev, pool, test = TEXTS, ["Une phrase jamais vue 日本語."], ["Encore une autre, inédite."]
+    dev, pool, test = TEXTS[:2], ["Une phrase jamais vue 日本語."], ["Encore une autre, inédite."]
+    calib = TEXTS  # as many rows as no other part, so the fits' row counts tell which rows they saw
     fits = []
     real_calibrate = onnx_export.calibrate
 
-    def spy(folder, dev_proba, dev_labels, labels, method):
-        fits.append(len(dev_proba))
-        return real_calibrate(folder, dev_proba, dev_labels, labels, method)
+    def spy(folder, proba, gold_labels, labels, method):
+        fits.append((len(proba), gold_labels))
+        return real_calibrate(folder, proba, gold_labels, labels, method)
 
     misses = iter(["the trimmed export misses the bound", None])  # the trimmed one fails, the redo passes
     monkeypatch.setattr(onnx_export, "calibrate", spy)
     monkeypatch.setattr(onnx_export, "_misses", lambda report, o: next(misses))
     corpus = TEXTS  # the held-out pool and test texts are not in it
-    report = export_student(model, tok, ParityTexts(dev, pool, test, GOLD), corpus, out, tmp_path / "onnx", cfg)
-    assert fits == [len(dev)] * 4  # fp32 and int8, in each of the two exports: dev rows only
+    texts = ParityTexts(dev, pool, test, calib, GOLD)
+    report = export_student(model, tok, texts, corpus, out, tmp_path / "onnx", cfg)
+    assert fits == [(len(calib), GOLD)] * 4  # fp32 and int8, in each of the two exports: calib rows only
     assert report["trimmed"] is False and report["trim_refused"]["vocab"]["vocab_after"] < 250_000
     assert report["int8_vs_torch"]["rows"] == 1  # the gated measure is the held-out pool row's
     shipped = json.loads((tmp_path / "onnx" / "int8" / "calibration.json").read_text())
-    assert len(shipped["conformal"]["scores"]) == len(dev) and shipped["fitted_on"] == "dev"
+    assert len(shipped["conformal"]["scores"]) == len(calib) and shipped["fitted_on"] == "calib"
     assert OnnxClassifier(tmp_path / "onnx" / "int8", max_length=32).prediction_sets(
         np.array([[0.9, 0.05, 0.05]]), 0.1
     ).shape == (1, 3)

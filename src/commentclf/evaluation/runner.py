@@ -128,32 +128,33 @@ def load_contenders(cfg: Params, files: ModelFiles, all_threads: int) -> dict[st
 
 @dataclass
 class BenchmarkRows:
-    """The test rows every model is measured on, and the dev rows a temperature is fitted on for the models
-    that ship none (the ONNX students carry theirs, fitted on the same dev rows by onnx_export)."""
+    """The test rows every model is measured on, and the calib rows (no model trained on them) a temperature is
+    fitted on for the models that ship none (the ONNX students carry theirs, fitted on the same rows by
+    onnx_export)."""
 
     texts: list[str]
     gold: list[str]
-    dev_texts: list[str]
-    dev_gold: list[str]
+    calib_texts: list[str]
+    calib_gold: list[str]
 
 
 def calibration_entry(c: Contender, proba: np.ndarray, rows: BenchmarkRows, labels: list[str]) -> tuple[dict, list]:
     """The test rows' ECE, Brier and NLL before and after calibration, and the calibrated reliability curve.
     An ONNX student's scores are calibrated already (its temperature is undone for `before`), and so are the
     ensemble's (its teachers' calibrations and prior correction, fitted by llm_label); any other model gets a
-    temperature fitted here on its dev scores."""
+    temperature fitted here on its scores of the calib rows."""
     gold = np.array([labels.index(y) for y in rows.gold])
     if c.onnx is not None:
         t = c.onnx[1].temperature
         before, after = apply_calibration(proba, {"temperature": 1 / t, "bias": [0.0] * len(labels)}), proba
-        fitted = "dev, shipped in the model folder (onnx_export)"
+        fitted = "calib, shipped in the model folder (onnx_export)"
     elif c.uncalibrated is not None:
         t, before, after = None, c.uncalibrated(rows.texts), proba
         fitted = "per teacher on out-of-fold seed rows, shipped in the ensemble (llm_label)"
     else:
-        dev_gold = np.array([labels.index(y) for y in rows.dev_gold])
-        fit = fit_calibration(c.predict(rows.dev_texts), dev_gold, "temperature")
-        t, before, after, fitted = fit["temperature"], proba, apply_calibration(proba, fit), "dev (benchmark)"
+        calib_gold = np.array([labels.index(y) for y in rows.calib_gold])
+        fit = fit_calibration(c.predict(rows.calib_texts), calib_gold, "temperature")
+        t, before, after, fitted = fit["temperature"], proba, apply_calibration(proba, fit), "calib (benchmark)"
     entry = {f"{k}_uncalibrated": v for k, v in calibration_report(before, gold).items()}
     entry |= calibration_report(after, gold) | {"temperature_fitted_on": fitted}
     if t is not None:  # the ensemble has one per teacher (models/ensemble.json), no single one
@@ -230,8 +231,8 @@ def run_benchmark(
 
 
 def conformal_entry(c: Contender, proba: np.ndarray, rows: BenchmarkRows, labels: list[str], alpha: float) -> dict:
-    """The deployed model's conformal sets on the test rows (its scores `proba`; calibrated on dev by
-    onnx_export): coverage per class, the share of comments given a single label and those labels' accuracy."""
+    """The deployed model's conformal sets on the test rows (its scores `proba`; calibrated on the calib rows
+    by onnx_export): coverage per class, the share of comments given a single label and those labels' accuracy."""
     clf = c.onnx[1]
     sets = clf.prediction_sets(proba, alpha)
     gold = np.array([labels.index(y) for y in rows.gold])

@@ -3,7 +3,7 @@
 The file is scored with `streaming.predict_file` into resumable parts, so a killed run goes on where it
 stopped, and memory holds the scores (labels x 8 bytes a row), never the texts. The shares, their intervals
 and the method's choice are commentclf.quantification's; the misclassification rates come from the held-out
-file (by default the dev split). `--adjust-prior` also writes each row's EMQ posteriors.
+file (by default the calib split, which no model trained on). `--adjust-prior` also writes each row's EMQ posteriors.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class PrevalenceOptions:
 
 
 def read_heldout(clf, path: Path) -> HeldOut:
-    """The held-out file's rows (columns `text` and `label`, as data/split/dev.parquet has) scored by `clf`."""
+    """The held-out file's rows (columns `text` and `label`, as data/split/calib.parquet has) scored by `clf`."""
     df = read_table(path)
     for column in ("text", "label"):
         if column not in df.columns:

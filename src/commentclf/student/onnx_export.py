@@ -244,15 +244,25 @@ def parity(p_ref: np.ndarray, p_onnx: np.ndarray) -> dict:
 
 @dataclass
 class ParityTexts:
-    """The texts the exported models are compared with torch on. `pool`: pool rows held out of the corpus the
-    vocabulary is trimmed to, the gate's rows (like next week's comments, they may hold tokens the trimmed
-    vocabulary lacks). `dev` (inside the corpus) and `test` (outside it) are reported, never gated. The dev
-    rows' labels fit each model's calibration."""
+    """The texts the exported models are compared with torch on, and the rows they are calibrated on. `pool`:
+    pool rows held out of the corpus the vocabulary is trimmed to, the gate's rows (like next week's comments,
+    they may hold tokens the trimmed vocabulary lacks). `dev` (inside the corpus) and `test` (outside it) are
+    reported, never gated. `calib` (with its labels): seed rows no model trained on, each model's temperature
+    and conformal sets are fitted on them."""
 
     dev: list[str]
     pool: list[str]
     test: list[str]
-    dev_labels: list[str]
+    calib: list[str]
+    calib_labels: list[str]
+
+    def scored(self) -> list[str]:
+        """Every text an export is scored on, in the order `rows` slices them."""
+        return self.dev + self.pool + self.test + self.calib
+
+    def rows(self) -> dict[str, slice]:
+        bounds = np.cumsum([0, len(self.dev), len(self.pool), len(self.test), len(self.calib)])
+        return {name: slice(a, b) for name, a, b in zip(("dev", "pool", "test", "calib"), bounds, bounds[1:])}
 
 
 def export_student(
@@ -268,7 +278,7 @@ def export_student(
     s = cfg.student
     if not texts.pool:
         raise ParityError("no pool rows to gate the export on: onnx.parity_pool_rows is 0 or the pool is empty")
-    ref = predict_proba(model, tokenizer, texts.dev + texts.pool + texts.test, s.prefix, s.max_length)
+    ref = predict_proba(model, tokenizer, texts.scored(), s.prefix, s.max_length)
     torch_mb = size_mb(student_dir / "model.safetensors", digits=2)
     report = _export(model, tokenizer, texts, ref, corpus if cfg.onnx.trim_vocab else None, out_dir, cfg)
     if cfg.onnx.trim_vocab and _misses(report, cfg.onnx):
@@ -284,7 +294,7 @@ def _export(
     model, tokenizer, texts: ParityTexts, ref: np.ndarray, corpus: list[str] | None, out_dir: Path, cfg: Params
 ) -> dict:
     """One export of `model` (its vocabulary trimmed to `corpus` unless None), each model compared with the
-    torch scores `ref` (of dev + pool + test, in that order) and calibrated on dev."""
+    torch scores `ref` (of `texts.scored()`) and calibrated on the calib rows."""
     from commentclf.student.onnx_model import OnnxClassifier
     from commentclf.student.vocab import trim_vocabulary
 
@@ -304,20 +314,17 @@ def _export(
         tokenizer.save_pretrained(out_dir / folder)
     shutil.rmtree(out_dir / "tokenizer", ignore_errors=True)
 
-    n_dev, n_pool = len(texts.dev), len(texts.pool)
-    rows = {"dev": slice(0, n_dev), "pool": slice(n_dev, n_dev + n_pool), "test": slice(n_dev + n_pool, None)}
+    rows = texts.rows()
     results, calibration = {}, {}
     for name, path in (("fp32", fp32), *int8.items()):
         clf = OnnxClassifier(path, max_length=s.max_length, prefix=s.prefix, calibrated=False)
-        p = clf.predict_proba(
-            texts.dev + texts.pool + texts.test
-        )  # the export's own scores: parity is about the export
+        p = clf.predict_proba(texts.scored())  # the export's own, uncalibrated scores: parity is about the export
         results[name] = {
             **parity(ref[rows["pool"]], p[rows["pool"]]),  # the gated measure: held-out pool rows
             "dev_argmax_agreement": parity(ref[rows["dev"]], p[rows["dev"]])["argmax_agreement"],
             "test_argmax_agreement": parity(ref[rows["test"]], p[rows["test"]])["argmax_agreement"],
         }
-        calibration[name] = calibrate(path.parent, p[rows["dev"]], texts.dev_labels, clf.labels, o.calibrate)
+        calibration[name] = calibrate(path.parent, p[rows["calib"]], texts.calib_labels, clf.labels, o.calibrate)
     return {
         "scheme": o.scheme,
         "trimmed": vocab is not None,
@@ -326,8 +333,8 @@ def _export(
         "optimization_level": o.optimization_level,
         "operators": o.operators,
         "parity_rows": {
-            "pool (held out of the trimming corpus; gated)": n_pool,
-            "dev (reported)": n_dev,
+            "pool (held out of the trimming corpus; gated)": len(texts.pool),
+            "dev (reported)": len(texts.dev),
             "test (reported)": len(texts.test),
         },
         "calibration": calibration,
@@ -377,29 +384,29 @@ def gate(report: dict, o: OnnxConfig) -> None:
         raise ParityError(missed)
 
 
-def calibrate(folder: Path, dev_proba: np.ndarray, dev_labels: list[str], labels: list[str], method: str) -> dict:
-    """Fit the model's temperature on its dev scores, then its conformal sets on the calibrated dev scores,
-    and ship both in `folder` (calibration.json, which OnnxClassifier reads); returns the fit with the dev ECE
-    and NLL before and after (dev is what it was fitted on: the benchmark measures calibration on test)."""
+def calibrate(folder: Path, proba: np.ndarray, gold_labels: list[str], labels: list[str], method: str) -> dict:
+    """Fit the model's temperature on its scores of the calib rows, then its conformal sets on the calibrated
+    scores, and ship both in `folder` (calibration.json, which OnnxClassifier reads); returns the fit with the
+    calib rows' ECE and NLL before and after (what it was fitted on: the benchmark measures it on test)."""
     from commentclf.calibration import apply_calibration, calibration_report, fit_calibration
     from commentclf.conformal import ConformalSets
     from commentclf.student.onnx_model import CALIBRATION
 
-    gold = np.array([labels.index(y) for y in dev_labels])
-    fit = fit_calibration(dev_proba, gold, "none" if method == "none" else "temperature")
-    calibrated = apply_calibration(dev_proba, fit)
+    gold = np.array([labels.index(y) for y in gold_labels])
+    fit = fit_calibration(proba, gold, "none" if method == "none" else "temperature")
+    calibrated = apply_calibration(proba, fit)
     shipped = {
         "method": method,
         "temperature": fit["temperature"],
-        "fitted_on": "dev",
+        "fitted_on": "calib",
         "rows": len(gold),
         "conformal": ConformalSets.fit(calibrated, gold).to_dict(),
     }
     (folder / CALIBRATION).write_text(json.dumps(shipped) + "\n")
-    before, after = calibration_report(dev_proba, gold), calibration_report(calibrated, gold)
+    before, after = calibration_report(proba, gold), calibration_report(calibrated, gold)
     return {
         "temperature": fit["temperature"],
-        "dev_rows": len(gold),
-        **{f"dev_{k}": before[k] for k in ("ece", "nll")},
-        **{f"dev_{k}_calibrated": after[k] for k in ("ece", "nll")},
+        "calib_rows": len(gold),
+        **{f"calib_{k}": before[k] for k in ("ece", "nll")},
+        **{f"calib_{k}_calibrated": after[k] for k in ("ece", "nll")},
     }

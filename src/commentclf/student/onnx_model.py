@@ -18,7 +18,7 @@ from commentclf.errors import DataError
 
 CALIBRATION = "calibration.json"
 """Beside the model file: {"method", "temperature", "conformal", ...}, written by onnx_export (`onnx.calibrate`;
-"conformal": the dev rows' scores behind the prediction sets, commentclf.conformal)."""
+"conformal": the calib rows' scores behind the prediction sets, commentclf.conformal)."""
 
 
 class OnnxClassifier:
@@ -63,7 +63,7 @@ class OnnxClassifier:
         self.prefix = prefix
         self.file = file
         self.workers = workers
-        # the temperature onnx_export fitted on dev rows (calibration.json); 1 without one, or when asked raw
+        # the temperature onnx_export fitted on the calib rows (calibration.json); 1 without one, or when asked raw
         calibration = folder / CALIBRATION
         self.calibration = calibration if calibration.is_file() else None
         shipped = json.loads(calibration.read_text()) if calibration.is_file() and calibrated else {}
