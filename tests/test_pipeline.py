@@ -281,7 +281,9 @@ def test_prevalence_json_scores_every_method_against_the_test_truth(smoke_repo):
     assert set(report["methods"]) == methods and all(set(m) == set(labels) for m in report["methods"].values())
     assert all(abs(sum(m.values()) - 1) < 1e-6 for m in report["methods"].values())
     assert report["pool"]["rows"] == len(pl.read_parquet(smoke_repo / "data/split/pool.parquet"))
-    assert set(report["adjust_prior"]) == {"argmax", "emq_posteriors"}
+    assert set(report["adjust_prior"]) == {"argmax", "emq_posteriors", "reweighted"}
+    assert all("ece" in r and "macro_f1" in r for r in report["adjust_prior"].values())
+    assert report["adjust_prior"]["reweighted"]["prior_from"] == report["default_method"]
     table = (smoke_repo / "metrics/prevalence.md").read_text()
     assert all(f"| {label} |" in table for label in labels) and "largest error" in table
 

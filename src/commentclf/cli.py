@@ -230,7 +230,7 @@ def prevalence(
     ),
     bootstrap: int = typer.Option(None, min=10, help="bootstrap draws of the 95 % intervals (default: params.yaml)"),
     adjust_prior: bool = typer.Option(
-        False, help="also write adjusted.parquet: each row's scores re-weighted to the estimated shares (EMQ)"
+        False, help="also write adjusted.parquet: each row's scores re-weighted to the answer's estimated shares"
     ),
     min_group_rows: int = typer.Option(20, min=1, help="--by: a smaller group gets its counts, not a share"),
     text_column: str = typer.Option("text", help="text column of --input"),

@@ -110,8 +110,9 @@ def estimate(
 def choose_method(heldout: HeldOut, folds: int, samples: int, seed: int) -> dict:
     """The method to trust, chosen on the held-out rows alone: each fold's rows are resampled to PROTOCOL_ROWS
     rows at class shares spread uniformly over the simplex (QuaPy's uniform-prevalence protocol, UPP), and every
-    method estimates those samples with the rates of the other folds. Returns {"method", "errors": {method: mean absolute
-    share error}, "folds", "samples"}: the method with the smallest error (the first of METHODS on a tie)."""
+    method estimates those samples with the rates of the other folds. Returns {"method", "errors": {method: mean
+    absolute share error}, "folds", "samples"}: the method with the smallest error (the first of METHODS on a
+    tie)."""
     from quapy.data import LabelledCollection
     from quapy.protocol import UPP
     from sklearn.model_selection import StratifiedKFold
@@ -134,14 +135,21 @@ def choose_method(heldout: HeldOut, folds: int, samples: int, seed: int) -> dict
     return {"method": min(METHODS, key=lambda m: mae[m]), "errors": mae, "folds": n_folds, "samples": samples}
 
 
-def adjusted_posteriors(heldout: HeldOut, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(prior, posteriors): EMQ's estimate of the rows' class shares and each row's scores re-weighted to it
-    (Saerens et al. 2002), from the held-out rows' prior, the one the scores are calibrated to."""
+def adjusted_posteriors(
+    heldout: HeldOut, proba: np.ndarray, prior: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(prior, posteriors): each row's scores re-weighted from the held-out rows' prior, the one they are
+    calibrated to, to `prior` (Saerens et al. 2002: p'(y|x) is proportional to p(y|x) prior(y) / prior_heldout(y));
+    without `prior`, to EMQ's own estimate of the rows' shares, found by iterating that re-weighting."""
     from quapy.method.aggregative import EMQ
 
     train_prior = np.bincount(heldout.y, minlength=proba.shape[1]) / len(heldout.y)
-    prior, posteriors = EMQ.EM(train_prior, np.asarray(proba, dtype=float))
-    return np.asarray(prior, dtype=float), np.asarray(posteriors, dtype=float)
+    proba = np.asarray(proba, dtype=float)
+    if prior is None:
+        prior, posteriors = EMQ.EM(train_prior, proba)
+        return np.asarray(prior, dtype=float), np.asarray(posteriors, dtype=float)
+    weighted = proba * (np.asarray(prior, dtype=float) / train_prior)
+    return np.asarray(prior, dtype=float), weighted / weighted.sum(1, keepdims=True)
 
 
 def scored_against_truth(estimates: dict, truth: dict[str, float]) -> dict:
@@ -199,6 +207,7 @@ def split_prevalence(
     """The prevalence stage's report: the method chosen on the held-out rows (or named in `cfg.method`); on the
     test split, whose truth is known, every method's shares with intervals against the true ones; on the pool,
     the answer; and whether the EMQ posteriors' labels beat the plain argmax on test (`--adjust-prior`)."""
+    from commentclf.calibration import calibration_report
     from commentclf.metrics import classification_report
 
     choice = choose_method(heldout, cfg.folds, cfg.protocol_samples, seed) if cfg.method == "auto" else None
@@ -206,12 +215,15 @@ def split_prevalence(
     truth = dict(zip(labels, (np.bincount(test.y, minlength=len(labels)) / len(test.y)).tolist()))
     on_test = scored_against_truth(estimate(heldout, test.proba, labels, METHODS, cfg.bootstrap, seed), truth)
     on_pool = estimate(heldout, pool, labels, METHODS, cfg.bootstrap, seed)
-    _, posteriors = adjusted_posteriors(heldout, test.proba)
+    _, emq_posteriors = adjusted_posteriors(heldout, test.proba)
+    answer = np.array([on_test[method]["classes"][label]["estimate"] for label in labels])
+    _, reweighted = adjusted_posteriors(heldout, test.proba, answer)
     gold = [labels[j] for j in test.y]
 
     def quality(proba: np.ndarray) -> dict:
         r = classification_report(gold, [labels[j] for j in proba.argmax(1)], labels, minority)
-        return {k: r[k] for k in ("accuracy", "macro_f1", "minority_f1")}
+        calibration = calibration_report(proba, test.y)
+        return {k: r[k] for k in ("accuracy", "macro_f1", "minority_f1")} | {k: calibration[k] for k in ("ece", "nll")}
 
     keep = ("true", "estimate", "low", "high")
     return {
@@ -230,7 +242,13 @@ def split_prevalence(
             "classes": on_pool[method],
             "methods": {m: {label: e["estimate"] for label, e in s.items()} for m, s in on_pool.items()},
         },
-        "adjust_prior": {"argmax": quality(test.proba), "emq_posteriors": quality(posteriors)},
+        # labels and calibration on test of the scores as shipped, and re-weighted to the test split's estimated
+        # shares: EMQ's, and the default method's (what `commentclf prevalence --adjust-prior` writes)
+        "adjust_prior": {
+            "argmax": quality(test.proba),
+            "emq_posteriors": quality(emq_posteriors),
+            "reweighted": quality(reweighted) | {"prior_from": method},
+        },
     }
 
 

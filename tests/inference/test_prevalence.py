@@ -1,5 +1,7 @@
 """`commentclf prevalence`: class shares with intervals that survive a prior shift, per group, resumable."""
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -65,6 +67,33 @@ def test_adjusted_posteriors_follow_the_shift_and_score_better_under_it():
     assert (posteriors.argmax(1) == 1).sum() < (proba.argmax(1) == 1).sum()
 
 
+def test_reweighting_to_a_known_prior_calibrates_the_scores_under_the_shift():
+    from commentclf.calibration import calibration_report
+
+    rng = np.random.default_rng(5)
+    means = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+
+    def bayes(prior, n):
+        """Rows drawn at `prior` and scored by the exact posteriors under a uniform prior: calibrated where the
+        classes are balanced, as the student's scores are on the calib rows' prior."""
+        y = rng.choice(3, size=n, p=prior)
+        x = means[y] + rng.normal(0, 1, (n, 2))
+        log_lik = -0.5 * ((x[:, None, :] - means[None]) ** 2).sum(2)
+        p = np.exp(log_lik - log_lik.max(1, keepdims=True))
+        return p / p.sum(1, keepdims=True), y
+
+    heldout = HeldOut(*bayes([1 / 3, 1 / 3, 1 / 3], 3000))
+    proba, y = bayes([0.6, 0.1, 0.3], 5000)
+    own = np.bincount(heldout.y, minlength=3) / len(heldout.y)
+    assert np.allclose(adjusted_posteriors(heldout, proba, own)[1], proba)  # to its own prior: unchanged
+    prior, reweighted = adjusted_posteriors(heldout, proba, np.array([0.6, 0.1, 0.3]))
+    assert prior.tolist() == [0.6, 0.1, 0.3] and np.allclose(reweighted.sum(1), 1)
+    before, after = calibration_report(proba, y), calibration_report(reweighted, y)
+    assert after["nll"] < before["nll"] and after["brier"] < before["brier"]
+    # the rare class's mean score meets its share once re-weighted, and stays far from it before
+    assert abs(reweighted[:, 1].mean() - 0.1) < 0.02 < abs(proba[:, 1].mean() - 0.1)
+
+
 def test_scored_against_truth_reports_error_width_and_coverage():
     est = {"pacc": {"a": {"estimate": 0.3, "low": 0.2, "high": 0.35}, "b": {"estimate": 0.7, "low": 0.68, "high": 0.8}}}
     out = scored_against_truth(est, {"a": 0.4, "b": 0.6})
@@ -80,6 +109,11 @@ def test_adjust_prior_writes_each_rows_posteriors(tmp_path, model_file, heldout_
     adjusted = pl.read_parquet(tmp_path / "o" / "adjusted.parquet")
     assert len(adjusted) == report["rows_scored"] == 88 and set(adjusted["adjusted_label"]) <= set(LABELS)
     assert abs(sum(report["adjusted"]["prior"].values()) - 1) < 1e-6
+    # the rows are re-weighted to the shares the report answers with
+    pacc = prevalence_of_file(
+        clf, groups_input(tmp_path), read_heldout(clf, heldout_file), tmp_path / "p", replace(opts, method="pacc")
+    )
+    assert pacc["adjusted"]["prior"] == {label: c["estimate"] for label, c in pacc["classes"].items()}
 
 
 def test_fewer_heldout_rows_give_wider_intervals():

@@ -3,7 +3,8 @@
 The file is scored with `streaming.predict_file` into resumable parts, so a killed run goes on where it
 stopped, and memory holds the scores (labels x 8 bytes a row), never the texts. The shares, their intervals
 and the method's choice are commentclf.quantification's; the misclassification rates come from the held-out
-file (by default the calib split, which no model trained on). `--adjust-prior` also writes each row's EMQ posteriors.
+file (by default the calib split, which no model trained on). `--adjust-prior` also writes each row's scores
+re-weighted to the estimated shares.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class PrevalenceOptions:
     folds: int = 4
     protocol_samples: int = 50
     adjust_prior: bool = False
-    """Also write each row's EMQ posteriors (scores re-weighted to the estimated prior) and their labels."""
+    """Also write each row's scores re-weighted to the estimated shares (Saerens et al.) and their labels."""
     min_group_rows: int = 20
     seed: int = 0
     text_column: str = "text"
@@ -111,14 +112,18 @@ def prevalence_of_file(
             heldout, proba, groups, labels, method, opts.bootstrap, opts.seed, opts.min_group_rows
         )
     if opts.adjust_prior:
-        report["adjusted"] = write_adjusted(heldout, scored, columns, labels, out_dir / ADJUSTED)
+        shares = np.array([report["classes"][label]["estimate"] for label in labels])
+        report["adjusted"] = write_adjusted(heldout, scored, columns, labels, shares, out_dir / ADJUSTED)
     return report
 
 
-def write_adjusted(heldout: HeldOut, scored: pl.LazyFrame, columns: list[str], labels: list[str], path: Path) -> dict:
-    """`--adjust-prior`: each scored row's id, its EMQ posteriors and their label, as parquet at `path`."""
+def write_adjusted(
+    heldout: HeldOut, scored: pl.LazyFrame, columns: list[str], labels: list[str], shares: np.ndarray, path: Path
+) -> dict:
+    """`--adjust-prior`: each scored row's id, its scores re-weighted to the estimated `shares` (the answer's)
+    and their label, as parquet at `path`."""
     kept = scored.filter(pl.col(columns[0]).is_not_null()).select("id", *columns).collect()
-    prior, posteriors = adjusted_posteriors(heldout, kept.select(columns).to_numpy())
+    prior, posteriors = adjusted_posteriors(heldout, kept.select(columns).to_numpy(), shares)
     changed = int((posteriors.argmax(1) != kept.select(columns).to_numpy().argmax(1)).sum())
     out = pl.DataFrame(
         {
