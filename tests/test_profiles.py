@@ -66,3 +66,14 @@ def test_overrides_parse_back_with_dvcs_override_grammar(profile):
         for part in override.key_or_group.split("."):
             expected = expected[part]
         assert override.value() == expected, override.key_or_group
+
+
+def test_xlmt_de_profile_is_german_and_its_labels_reach_the_prompts(monkeypatch):
+    from commentclf.llm.prompts import classification_prompt
+
+    monkeypatch.chdir(REPO)
+    cfg = apply_profile("xlmt-de")
+    assert cfg.language == "de" and cfg.label_names == ["negative", "neutral", "positive"]
+    assert cfg.data.test.endswith("xlmt-de/eval.csv") and cfg.label.gold.endswith("xlmt-de/labeled.csv")
+    prompt = classification_prompt(cfg.labels, cfg.language, cfg.context, cfg.llm_answers).prefix
+    assert "Ordne den Kommentar" in prompt and "- negativ :" in prompt and "- positiv :" in prompt

@@ -404,7 +404,7 @@ class SuggestConfig(Section):
 class Params(Section):
     seed: int
     """Global seed (torch, numpy, python) for every stage that samples."""
-    language: Literal["fr", "en"]
+    language: Literal["fr", "en", "de"]
     """Language of the comments; picks the prompt templates of the LLM stages."""
     labels: list[Label] = Field(min_length=2)
     """The label set. Labels are data: the same pipeline serves any set of two or more."""

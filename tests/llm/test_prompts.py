@@ -44,3 +44,16 @@ def test_synth_prompt_has_one_example_and_the_label_description():
     en = synth_prompt(LABELS[0], "Slava Ukraini", "en", "Neutral context.")
     assert "Write a new comment" in en and "soutient l'Ukraine" in en
     assert json.loads(SYNTH_ANSWER_START + 'x", "label": "off_topic"}') == {"text": "x", "label": "off_topic"}
+
+
+def test_every_language_has_both_prompts_in_the_same_shape():
+    from commentclf.llm.prompts import TEMPLATES
+
+    for language in TEMPLATES:
+        p = classification_prompt(LABELS, language, "Kontext.")
+        # the markers the answer parser and the cached prefix rely on are the same in every language
+        assert p.prefix.startswith("### Instruction:\n") and p.prefix.endswith("### Comment:\n")
+        assert p.suffix == "\n\n### Response:\n" and '{"label": ' in p.prefix and "Kontext." in p.prefix
+        synth = synth_prompt(LABELS[2], "Ein Beispiel", language, "Kontext.")
+        assert synth.count('"label": "off_topic"') == 2 and "hors sujet" in synth
+    assert "auf Deutsch" in synth_prompt(LABELS[0], "x", "de", "")

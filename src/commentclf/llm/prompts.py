@@ -56,6 +56,25 @@ TEMPLATES = {
             'Answer only in JSON: {{"text": "<comment>", "label": "{name}"}}'
         ),
     },
+    "de": {
+        "cls_instruction": (
+            "### Instruction:\n"
+            "Du bist Experte für Meinungsanalyse. {context}\n"
+            "Ordne den Kommentar genau einer dieser Kategorien zu:\n"
+            "{label_lines}\n"
+            'Antworte nur in JSON: {{"label": "<Kategorie>"}}.\n\n'
+            "### Comment:\n"
+        ),
+        "cls_suffix": "\n\n### Response:\n",
+        "synth": (
+            "{context}\n"
+            "Kategorie „{name}“: {description}\n"
+            "Hier ist ein echter Kommentar dieser Kategorie:\n"
+            "{example}\n"
+            "Schreibe einen neuen Kommentar auf Deutsch, anders, aber aus derselben Kategorie und im selben Stil. "
+            'Antworte nur in JSON: {{"text": "<Kommentar>", "label": "{name}"}}'
+        ),
+    },
 }
 
 # The generation answer is started for the model: the first thing it writes is the comment itself, which
