@@ -33,6 +33,7 @@ def main(
     teachers_out: Path = typer.Option(..., help="the cheap teachers refitted on the whole seed (joblib)"),
     ensemble_out: Path = typer.Option(..., help="the fitted ensemble (JSON model file)"),
     out: Path = typer.Option(..., help="pseudo-labelled pool rows (parquet)"),
+    seed_oof: Path = typer.Option(..., help="the seed rows' out-of-fold probabilities (parquet; suggest's review)"),
     metrics: Path = typer.Option(..., help="teachers side by side, weights, pool class mix (JSON)"),
 ) -> None:
     cfg = load_params(params)
@@ -45,6 +46,7 @@ def main(
     save_teachers(labelled.cheap_teachers, teachers_out)
     out.parent.mkdir(parents=True, exist_ok=True)
     labelled.pseudo.write_parquet(out)
+    labelled.seed_oof.write_parquet(seed_oof)
     result = {**labelled.report, "seconds": round(time.perf_counter() - start, 1)}
     if cfg.label.gold:
         truth, _ = load_labeled(cfg.label.gold, cfg.data, cfg.label_names)

@@ -4,7 +4,11 @@ Candidates are the pool comments the ensemble scored (`llm_label`); the split al
 labelled and test text from the pool, so nothing labelled, dev or test is suggested. Each task carries the
 ensemble's guess as a Label Studio prediction (pre-annotation): `model_version` is the ensemble file's hash,
 `score` its probability. Then: label in Label Studio (or fill the CSV's `label` column), `commentclf
-annotations import FILE`, `dvc repro`."""
+annotations import FILE`, `dvc repro`.
+
+With `suggest.review`, the labelled rows whose label the cross-fitted teachers doubt most also go out
+(review.json, review.csv; commentclf.annotation.review), their given label pre-selected and the teachers' guess
+beside it; `annotations import FILE --accept-corrections` applies the labels an annotator changed."""
 
 import json
 from pathlib import Path
@@ -14,7 +18,8 @@ import polars as pl
 import typer
 from rich.console import Console
 
-from commentclf.annotation.label_studio import label_config, tasks, tasks_table
+from commentclf.annotation.label_studio import label_config, review_table, review_tasks, tasks, tasks_table
+from commentclf.annotation.review import rank_label_issues
 from commentclf.annotation.suggest import SuggestInput, margins, needs_embeddings, suggest
 from commentclf.assets.encoders import load_embedder
 from commentclf.assets.manifest import read_manifest
@@ -30,6 +35,7 @@ def main(
     assets: Path = typer.Option(..., help="base models folder (assets stage): the e5 encoder"),
     split_dir: Path = typer.Option(..., help="folder of the split parquet files"),
     pseudo: Path = typer.Option(..., help="the ensemble's pool probabilities (llm_label)"),
+    seed_oof: Path = typer.Option(..., help="the seed rows' out-of-fold probabilities (llm_label)"),
     ensemble_file: Path = typer.Option(..., help="the fitted ensemble (its hash names the model version)"),
     out_dir: Path = typer.Option(..., help="tasks.json, tasks.csv and label_config.xml"),
     metrics: Path = typer.Option(..., help="what was suggested, by which strategy (JSON)"),
@@ -72,8 +78,33 @@ def main(
         "pool_mean_margin": float(margins(proba).mean()) if len(texts) else None,
         "model_version": version,
     }
+    if a.review:
+        report["review"] = write_review(pl.read_parquet(seed_oof), labels, a.review, version, out_dir)
     write_json(metrics, report)
     Console().print(report)
+
+
+def write_review(seed_oof: pl.DataFrame, labels: list[str], k: int, version: str, out_dir: Path) -> dict:
+    """The `k` labelled rows the teachers doubt most, as Label Studio tasks and a CSV; returns the report."""
+    proba = seed_oof.select(f"proba_{label}" for label in labels).to_numpy()
+    given = np.array([labels.index(y) for y in seed_oof["label"]])
+    review = rank_label_issues(proba, given)
+    picks = review.order[:k]
+    texts = [seed_oof["text"][int(i)] for i in picks]
+    given_labels = [labels[given[i]] for i in picks]
+    guesses = [labels[j] for j in proba[picks].argmax(1)]
+    quality = review.quality[picks].tolist()
+    (out_dir / "review.json").write_text(
+        json.dumps(review_tasks(texts, given_labels, guesses, quality, version), ensure_ascii=False, indent=1) + "\n"
+    )
+    review_table(texts, given_labels, guesses, quality).write_csv(out_dir / "review.csv")
+    return {
+        "rows_ranked": len(given),
+        "offered": len(picks),
+        "flagged_by_cleanlab": review.flagged,
+        "offered_where_teachers_disagree": int(sum(g != t for g, t in zip(given_labels, guesses))),
+        "by_split": {name: int((seed_oof["split"][picks] == name).sum()) for name in ("train", "dev")},
+    }
 
 
 if __name__ == "__main__":

@@ -110,6 +110,14 @@ def test_metrics_are_complete_and_finite(smoke_repo):
     assert label["seed_rows"] == split["train"]["rows"] + split["dev"]["rows"] and split["calib"]["rows"] > 0
     student = json.loads((smoke_repo / "metrics/student.json").read_text())
     assert student["rows"]["train"] == split["train"]["rows"]
+    # every seed row the teachers cross-fit on has its out-of-fold probabilities (what suggest.review ranks)
+    oof = pl.read_parquet(smoke_repo / "data/seed_oof.parquet")
+    assert len(oof) == label["seed_rows"] and oof["split"].value_counts().sort("split")["count"].to_list() == [
+        split["dev"]["rows"],
+        split["train"]["rows"],
+    ]
+    sums = oof.select(pl.sum_horizontal(pl.col("^proba_.*$")))
+    assert oof.select(pl.col("^proba_.*$")).width == 3 and ((sums.to_series() - 1).abs() < 1e-6).all()
     assert abs(sum(label["weights"].values()) - 1) < 1e-6 and set(label["weights"]) == set(TEACHERS)
     gold = label["pseudo_label_accuracy"]  # label.gold set by the smoke profile
     assert gold["rows_matched"] == 0 and set(gold["all_rows"]) == {"ensemble", *TEACHERS}
@@ -182,6 +190,21 @@ def test_suggestions_and_their_import(smoke_repo, tmp_path):
     second = " ".join(run_cmd(cmd, smoke_repo).stdout.split())
     assert "added │ 0" in second and "already labelled, same label │ 3" in second, second
     assert pl.read_csv(tmp_path / "labeled.csv").equals(after)
+
+    # review: the labelled rows the teachers doubt most, from train and dev only (calib stays out of every model)
+    review = pl.read_csv(annotation / "review.csv")
+    seen = {t for name in ("train", "dev") for t in pl.read_parquet(smoke_repo / f"data/split/{name}.parquet")["text"]}
+    assert 0 < len(review) == report["review"]["offered"] <= 45 and set(review["text"]) <= seen
+    assert review["label_quality"].is_sorted() and (review["label"] == review["given_label"]).all()
+    fixed = next(x for x in choices if x != review["given_label"][0])
+    review.with_columns(pl.Series("label", [fixed, *review["label"][1:]])).write_csv(tmp_path / "review.csv")
+    cmd[3] = str(tmp_path / "review.csv")
+    kept_out = " ".join(run_cmd(cmd, smoke_repo).stdout.split())
+    assert "corrections applied │ 0" in kept_out and "--accept-corrections) │ 1" in kept_out, kept_out
+    applied = " ".join(run_cmd([*cmd, "--accept-corrections"], smoke_repo).stdout.split())
+    assert "corrections applied │ 1" in applied, applied
+    row = pl.read_csv(tmp_path / "labeled.csv").filter(pl.col("text") == review["text"][0])
+    assert row.select("label", "label_history").rows() == [(fixed, review["given_label"][0])]
 
 
 def test_the_parity_gate_fails_the_stage_with_the_measured_agreement(smoke_repo, tmp_path):

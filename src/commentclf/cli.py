@@ -287,8 +287,13 @@ app.add_typer(annotations, name="annotations")
 @annotations.command("import")
 @user_errors_exit
 def import_annotations(
-    file: Path = typer.Argument(..., help="Label Studio JSON export, or annotation/tasks.csv with `label` filled"),
+    file: Path = typer.Argument(
+        ..., help="Label Studio JSON export, or annotation/tasks.csv (or review.csv) with `label` filled"
+    ),
     params: Path = typer.Option(Path("params.yaml"), help="names the labelled file (data.labeled) and the pool"),
+    accept_corrections: bool = typer.Option(
+        False, help="apply answers that change a labelled row's label (the old one goes to label_history)"
+    ),
 ) -> None:
     """Merge annotators' answers into the labelled file; then `dvc repro` retrains what depends on it."""
     from commentclf.annotation.label_studio import merge_answers, read_answers
@@ -308,6 +313,7 @@ def import_annotations(
         cfg.label_names,
         d.text_column,
         d.label_column,
+        accept_corrections,
     )
     table = Table(title=f"{file} -> {d.labeled}")
     table.add_column("answers")
@@ -315,15 +321,16 @@ def import_annotations(
     for name, count in (
         ("added", report.added),
         ("already labelled, same label", report.already_same),
-        ("conflicting (kept out)", len(report.conflicting)),
+        ("corrections applied", report.corrected),
+        ("corrections kept out (apply with --accept-corrections)", len(report.corrections) - report.corrected),
         ("skipped or cancelled", report.skipped),
         ("not from the pool (kept out)", len(report.not_from_pool)),
         ("unknown label (kept out)", len(report.unknown_label)),
     ):
         table.add_row(name, str(count))
     console.print(table)
-    for row in report.conflicting:
-        console.print(f"conflict: {row['text'][:80]!r} is {row['labelled']}, the answer says {row['answer']}")
+    for row in report.corrections:
+        console.print(f"correction: {row['text'][:80]!r} was {row['labelled']}, the answer says {row['answer']}")
     for row in report.unknown_label:
         console.print(f"unknown label {row['label']!r} (labels: {', '.join(cfg.label_names)}): {row['text'][:80]!r}")
     for text in report.not_from_pool:

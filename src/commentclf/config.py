@@ -393,6 +393,10 @@ class SuggestConfig(Section):
     """`minority`: pool comments the ensemble labels with at least this probability are left out."""
     diverse_pool_factor: int = Field(ge=1)
     """`diverse`: clusters are drawn from this many times `batch_size` of the most uncertain comments."""
+    review: int = Field(ge=0)
+    """Labelled rows (train and dev) offered for a second look, those whose label the cross-fitted teachers
+    doubt most (cleanlab; annotation/review.json and review.csv); 0: none. A changed label comes back through
+    `commentclf annotations import --accept-corrections`."""
 
     @model_validator(mode="after")
     def _check_shares(self) -> SuggestConfig:

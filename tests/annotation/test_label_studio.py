@@ -114,3 +114,34 @@ def test_round_trip_through_label_studio(smoke_repo, label_studio, tmp_path):
     after = pl.read_csv(tmp_path / "labeled.csv")
     assert after.tail(3).select("text", "label").rows() == list(zip(texts[:3], answers))
     assert len(after) == len(before) + 3
+
+    # a review round: the doubted labelled rows go in with their given label pre-selected; the annotator
+    # changes the first and confirms the second; the change is applied only when accepted, the old label kept
+    review = json.loads((annotation / "review.json").read_text())
+    assert len(review) >= 2 and all(t["predictions"][0]["result"] == choice(t["data"]["given_label"]) for t in review)
+    imported = ls.post(f"/api/projects/{pid}/import", json=review[:2])
+    assert imported.status_code == 201, imported.text
+    stored = ls.get("/api/tasks", params={"project": pid, "fields": "all", "page_size": 1000}).json()["tasks"]
+    by_text = {t["data"]["text"]: t for t in stored}
+    first, second = (t["data"] for t in review[:2])
+    fixed = next(label for label in (x["name"] for x in params["labels"]) if label != first["given_label"])
+    for data, label in ((first, fixed), (second, second["given_label"])):
+        done = ls.post(f"/api/tasks/{by_text[data['text']]['id']}/annotations", json={"result": choice(label)})
+        assert done.status_code == 201, done.text
+    export = ls.get(f"/api/projects/{pid}/export", params={"exportType": "JSON", "download_all_tasks": "true"})
+    (tmp_path / "review.json").write_text(export.text)
+    cmd = [
+        "commentclf",
+        "annotations",
+        "import",
+        str(tmp_path / "review.json"),
+        "--params",
+        str(tmp_path / "params.yaml"),
+    ]
+    out = " ".join(run_cmd(cmd, smoke_repo).stdout.split())
+    assert "corrections applied │ 0" in out and "--accept-corrections) │ 1" in out, out
+    assert pl.read_csv(tmp_path / "labeled.csv").equals(after)  # nothing changed without the flag
+    out = " ".join(run_cmd([*cmd, "--accept-corrections"], smoke_repo).stdout.split())
+    assert "corrections applied │ 1" in out, out
+    corrected = pl.read_csv(tmp_path / "labeled.csv").filter(pl.col("text") == first["text"])
+    assert corrected.select("label", "label_history").rows() == [(fixed, first["given_label"])]

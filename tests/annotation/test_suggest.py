@@ -119,7 +119,8 @@ def test_import_counts_every_case_and_twice_is_a_noop(tmp_path):
     answers, skipped = read_answers(answers_file)
     report = merge_answers(answers, skipped, labeled, pool, LABELS, "text", "label")
     assert report.added == 2 and report.already_same == 1 and report.skipped == 2
-    assert report.conflicting == [{"text": "en conflit", "labelled": "off_topic", "answer": "pro_russia"}]
+    assert report.corrections == [{"text": "en conflit", "labelled": "off_topic", "answer": "pro_russia"}]
+    assert report.corrected == 0  # not accepted: listed, not applied
     assert report.not_from_pool == ["pas du pool"]
     assert report.unknown_label == [{"text": "bizarre", "label": "pro_mars"}]
     merged = pl.read_csv(labeled)
@@ -127,6 +128,22 @@ def test_import_counts_every_case_and_twice_is_a_noop(tmp_path):
     assert merged.filter(pl.col("text") == "en conflit")["label"].to_list() == ["off_topic"]  # not overwritten
     again = merge_answers(*read_answers(answers_file), labeled, pool, LABELS, "text", "label")
     assert again.added == 0 and again.already_same == 3 and pl.read_csv(labeled).equals(merged)
+
+
+def test_an_accepted_correction_changes_the_label_and_keeps_the_old_one(tmp_path):
+    labeled = tmp_path / "labeled.csv"
+    pl.DataFrame({"text": ["mal étiqueté", "juste"], "label": ["pro_ukraine", "off_topic"]}).write_csv(labeled)
+    answers = [("mal étiqueté", "pro_russia"), ("juste", "off_topic")]
+    report = merge_answers(answers, 0, labeled, [], LABELS, "text", "label", accept_corrections=True)
+    assert report.corrected == 1 and report.already_same == 1 and report.added == 0
+    merged = pl.read_csv(labeled)
+    assert merged["label"].to_list() == ["pro_russia", "off_topic"]
+    assert merged["label_history"].to_list() == ["pro_ukraine", None]
+    again = merge_answers(answers, 0, labeled, [], LABELS, "text", "label", accept_corrections=True)
+    assert again.corrected == 0 and again.already_same == 2 and pl.read_csv(labeled).equals(merged)
+    # a second correction of the same row appends to its history
+    merge_answers([("mal étiqueté", "off_topic")], 0, labeled, [], LABELS, "text", "label", accept_corrections=True)
+    assert pl.read_csv(labeled)["label_history"].to_list() == ["pro_ukraine|pro_russia", None]
 
 
 def test_import_reads_the_filled_csv_and_rejects_broken_exports(tmp_path):

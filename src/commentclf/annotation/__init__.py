@@ -1,5 +1,6 @@
 """The annotation loop: what to label next, and Label Studio both ways (`suggest`, `commentclf annotations`).
 
 * `suggest`      — the query strategies (`margin`, `minority`, `diverse`, `mixed`, `random`);
-* `label_studio` — the labelling interface, the tasks going out, and the answers merged back in.
+* `review`       — the labelled rows whose label the cross-fitted teachers doubt most (cleanlab);
+* `label_studio` — the labelling interface, the tasks going out, and the answers (and corrections) merged back.
 """

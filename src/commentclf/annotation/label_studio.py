@@ -66,11 +66,46 @@ def tasks_table(
     )
 
 
+def review_tasks(
+    texts: list[str], given: list[str], guesses: list[str], quality: list[float], model_version: str
+) -> list[dict]:
+    """Label Studio tasks for labelled rows to check: the given label is pre-selected (keep it, or change it),
+    the teachers' guess and the label's quality score ride along in the task's data."""
+    return [
+        {
+            "data": {"text": text, "given_label": label, "teachers_guess": guess, "label_quality": round(q, 4)},
+            "predictions": [
+                {
+                    "model_version": model_version,
+                    "score": round(float(q), 4),
+                    "result": [
+                        {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                    ],
+                }
+            ],
+        }
+        for text, label, guess, q in zip(texts, given, guesses, quality)
+    ]
+
+
+def review_table(texts: list[str], given: list[str], guesses: list[str], quality: list[float]) -> pl.DataFrame:
+    """The review tasks as a CSV: `label` starts as the given one; change it where it is wrong, then import."""
+    return pl.DataFrame(
+        {"text": texts, "given_label": given, "teachers_guess": guesses, "label_quality": quality, "label": given}
+    )
+
+
+HISTORY = "label_history"
+"""Column of the labelled file that keeps a corrected row's earlier labels, oldest first, joined by `|`."""
+
+
 @dataclass
 class ImportReport:
     added: int = 0
     already_same: int = 0
-    conflicting: list[dict] = field(default_factory=list)
+    corrections: list[dict] = field(default_factory=list)
+    """Answers that give a labelled row another label: applied only when accepted, listed either way."""
+    corrected: int = 0
     skipped: int = 0
     not_from_pool: list[str] = field(default_factory=list)
     unknown_label: list[dict] = field(default_factory=list)
@@ -116,41 +151,51 @@ def merge_answers(
     labels: list[str],
     text_column: str,
     label_column: str,
+    accept_corrections: bool = False,
 ) -> ImportReport:
-    """Add new answers to the labelled file. A text already labelled the same way is counted, one labelled
-    otherwise is kept out and listed (nothing is overwritten), one not in the pool or with an unknown label
-    is kept out and listed. Importing the same answers twice adds nothing the second time."""
+    """Add new answers to the labelled file. A text already labelled the same way is counted; one labelled
+    otherwise is a correction: listed, and applied only with `accept_corrections` (the earlier label kept in
+    the HISTORY column, nothing overwritten silently). One not in the pool or with an unknown label is kept out
+    and listed. Importing the same answers twice changes nothing the second time."""
     report = ImportReport(skipped=skipped)
     existing = read_table(labeled)
-    known = {
-        normalize_text(t): lab for t, lab in zip(existing[text_column].to_list(), existing[label_column].to_list()) if t
-    }
+    row_of = {normalize_text(t): i for i, t in enumerate(existing[text_column].to_list()) if t}
+    current = existing[label_column].to_list()
+    history = existing[HISTORY].to_list() if HISTORY in existing.columns else [None] * len(existing)
     pool = {normalize_text(t) for t in pool_texts if t}
-    new_rows = []
+    new_rows, new_keys = [], {}
     for text, label in answers:
         key = normalize_text(text)
         if label not in labels:
             report.unknown_label.append({"text": text, "label": label})
-        elif key in known:
-            if known[key] == label:
+        elif key in row_of or key in new_keys:
+            before = current[row_of[key]] if key in row_of else new_keys[key]
+            if before == label:
                 report.already_same += 1
-            else:
-                report.conflicting.append({"text": text, "labelled": known[key], "answer": label})
+                continue
+            report.corrections.append({"text": text, "labelled": before, "answer": label})
+            if accept_corrections and key in row_of:
+                i = row_of[key]
+                history[i] = f"{history[i]}|{before}" if history[i] else before
+                current[i] = label
+                report.corrected += 1
         elif key not in pool:
             report.not_from_pool.append(text)
         else:
-            known[key] = label
+            new_keys[key] = label
             new_rows.append({text_column: text, label_column: label})
+    if not new_rows and not report.corrected:
+        return report
+    merged = existing.with_columns(
+        pl.Series(label_column, current, dtype=pl.String),
+        *([pl.Series(HISTORY, history, dtype=pl.String)] if report.corrected or HISTORY in existing.columns else []),
+    )
     if new_rows:
-        added = (
-            pl.DataFrame(new_rows)
-            .with_columns(
-                pl.lit(None, dtype=pl.String).alias(c) for c in existing.columns if c not in (text_column, label_column)
-            )
-            .select(existing.columns)
+        added = pl.DataFrame(new_rows).with_columns(
+            pl.lit(None, dtype=pl.String).alias(c) for c in merged.columns if c not in (text_column, label_column)
         )
-        merged = pl.concat([existing, added])
-        parquet = labeled.suffix.lower() in (".parquet", ".pq")
-        write_atomic(labeled, merged.write_parquet if parquet else merged.write_csv)
+        merged = pl.concat([merged, added.select(merged.columns)])
+    parquet = labeled.suffix.lower() in (".parquet", ".pq")
+    write_atomic(labeled, merged.write_parquet if parquet else merged.write_csv)
     report.added = len(new_rows)
     return report

@@ -71,6 +71,9 @@ class PoolLabels:
     pseudo: pl.DataFrame
     """The pool's columns + label, confidence, kept, <teacher>_label and proba_<label> (the ensemble's
     distribution, for a student trained on soft targets)."""
+    seed_oof: pl.DataFrame
+    """Each seed row's text, given label, split and proba_<label>: the cheap teachers' mean out-of-fold
+    probabilities, which `suggest.review` ranks (SetFit and the LLM are out of fold on dev rows only)."""
     report: dict
 
 
@@ -107,6 +110,16 @@ def label_pool(rows: LabellingRows, scores: RowScores, cfg: Params) -> PoolLabel
         else:  # trained on the train split: only dev rows are out-of-fold (the train rows are NaN)
             oof[name], pool_p[name] = scores.arrays[name][:n_seed], scores.arrays[name][n_seed:]
     ensemble = Ensemble.fit(oof, rows.y, labels, lc)
+    cheap = [oof[name] for name in lc.teachers if name in CHEAP_TEACHERS]
+    seed_p = np.mean(cheap, axis=0) if cheap else ensemble.predict_proba(oof)  # the latter: dev rows only
+    seed_oof = pl.DataFrame(
+        {
+            "text": rows.seed_texts,
+            "label": [labels[i] for i in rows.y],
+            "split": np.where(rows.is_dev, "dev", "train"),
+            **{f"proba_{label}": seed_p[:, j].astype(float) for j, label in enumerate(labels)},
+        }
+    ).filter(pl.all_horizontal(pl.col(f"proba_{label}").is_not_nan() for label in labels))
 
     def report(p: np.ndarray) -> dict:
         scored = np.isfinite(p).all(1)
@@ -147,4 +160,4 @@ def label_pool(rows: LabellingRows, scores: RowScores, cfg: Params) -> PoolLabel
             "rows_per_s": round((n_seed + len(pseudo)) / scores.seconds, 1),
         },
     }
-    return PoolLabels(ensemble, fitted, pseudo, result)
+    return PoolLabels(ensemble, fitted, pseudo, seed_oof, result)
