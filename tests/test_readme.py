@@ -54,10 +54,12 @@ def check(command: str) -> None:
             name, value = assignment.split("=")
             assert name == "PROFILE" and (REPO / "profiles" / f"{value}.yaml").is_file(), assignment
     elif tool == "commentclf":
-        result = CliRunner().invoke(app, [words[1], "--help"], terminal_width=200)
+        groups = {g.name for g in app.registered_groups}  # `commentclf annotations import`: a command of a group
+        sub = words[1:3] if words[1] in groups else words[1:2]
+        result = CliRunner().invoke(app, [*sub, "--help"], terminal_width=200)
         assert result.exit_code == 0, result.output
-        for flag in flags(words[2:]):
-            assert flag in result.output, f"{command}: {flag} is not an option of `commentclf {words[1]}`"
+        for flag in flags(words[1 + len(sub) :]):
+            assert flag in result.output, f"{command}: {flag} is not an option of `commentclf {' '.join(sub)}`"
     elif tool == "dvc":
         sub = [w for w in words[1:3] if not w.startswith("-")]
         help_text = subprocess.run(
