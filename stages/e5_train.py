@@ -1,7 +1,8 @@
 """Stage `e5_train`: distil the teachers into a small encoder classifier (the student).
 
-Training rows: the train split + the pseudo-labels kept by llm_label (+ synthetic comments, a switch), hard
-or soft targets (`student.pseudo_target`); the best epoch is chosen on dev (commentclf.student.distill).
+Training rows: the train split + the pool rows llm_label kept (+ synthetic comments, a switch), as hard or
+soft targets per llm_label's recipe (data/recipe.json, chosen on the seed); the best epoch is chosen on dev
+(commentclf.student.distill).
 Saves the student (an ordinary model folder with id2label), its dev metrics, training time, rows per
 source, the per-epoch curve (DVCLive) and, with student.compare_heads, the other heads side by side."""
 
@@ -17,6 +18,7 @@ from commentclf.files import write_json
 from commentclf.seeding import seed_everything
 from commentclf.stage import run
 from commentclf.student.distill import distill, distillation_set
+from commentclf.teachers.recipe import Recipe
 from commentclf.tracking import log_curve
 
 
@@ -25,6 +27,7 @@ def main(
     assets: Path = typer.Option(..., help="base models folder (assets stage)"),
     split_dir: Path = typer.Option(..., help="folder of the split parquet files"),
     pseudo: Path = typer.Option(..., help="pseudo-labelled pool rows (llm_label)"),
+    recipe: Path = typer.Option(..., help="how the student learns from them (llm_label's recipe, JSON)"),
     synthetic: Path = typer.Option(..., help="kept synthetic comments (student.use_synthetic)"),
     out_dir: Path = typer.Option(..., help="where the student is saved"),
     metrics: Path = typer.Option(..., help="dev metrics and rows per source (JSON)"),
@@ -34,7 +37,8 @@ def main(
     seed_everything(cfg.seed)
     train, dev = read_split(split_dir, "train"), read_split(split_dir, "dev")
     body = cfg.student.body or read_manifest(assets)["encoder"]
-    chosen, report = distill(distillation_set(train, dev, pseudo, synthetic, body, cfg), cfg, out_dir)
+    d = distillation_set(train, dev, pseudo, synthetic, Recipe.load(recipe), body, cfg)
+    chosen, report = distill(d, cfg, out_dir)
     write_json(metrics, report)
     log_curve(live_dir, chosen.history or [], step="epoch")
     Console().print(

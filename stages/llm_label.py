@@ -33,6 +33,7 @@ def main(
     teachers_out: Path = typer.Option(..., help="the cheap teachers refitted on the whole seed (joblib)"),
     ensemble_out: Path = typer.Option(..., help="the fitted ensemble (JSON model file)"),
     out: Path = typer.Option(..., help="pseudo-labelled pool rows (parquet)"),
+    recipe_out: Path = typer.Option(..., help="how the student learns from them (JSON; label.recipe)"),
     seed_oof: Path = typer.Option(..., help="the seed rows' out-of-fold probabilities (parquet; suggest's review)"),
     metrics: Path = typer.Option(..., help="teachers side by side, weights, pool class mix (JSON)"),
 ) -> None:
@@ -46,6 +47,7 @@ def main(
     save_teachers(labelled.cheap_teachers, teachers_out)
     out.parent.mkdir(parents=True, exist_ok=True)
     labelled.pseudo.write_parquet(out)
+    labelled.recipe.save(recipe_out)
     labelled.seed_oof.write_parquet(seed_oof)
     result = {**labelled.report, "seconds": round(time.perf_counter() - start, 1)}
     if cfg.label.gold:
@@ -57,6 +59,7 @@ def main(
     write_json(metrics, result)
     console = Console()
     console.print({k: result[k] for k in ("weights", "rows_labelled", "rows_kept", "class_mix")})
+    console.print({"recipe": result["recipe"]["chosen"]})
     console.print({name: round(r["macro_f1"], 3) for name, r in result["out_of_fold"].items()})
     if cfg.label.gold:
         console.print({n: r and round(r["accuracy"], 3) for n, r in accuracy["all_rows"].items()})

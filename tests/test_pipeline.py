@@ -110,6 +110,12 @@ def test_metrics_are_complete_and_finite(smoke_repo):
     assert label["seed_rows"] == split["train"]["rows"] + split["dev"]["rows"] and split["calib"]["rows"] > 0
     student = json.loads((smoke_repo / "metrics/student.json").read_text())
     assert student["rows"]["train"] == split["train"]["rows"]
+    # the recipe is chosen by replaying the distillation on train + dev alone, and the student follows it
+    recipe = label["recipe"]
+    assert recipe["mode"] == "auto" and sum(recipe["rows"].values()) == label["seed_rows"]
+    assert recipe["chosen"] == json.loads((smoke_repo / "data/recipe.json").read_text()) == student["recipe"]
+    best = max(c["macro_f1"] for c in recipe["candidates"])
+    assert [c["macro_f1"] for c in recipe["candidates"] if c | recipe["chosen"] == c][0] == best
     # every seed row the teachers cross-fit on has its out-of-fold probabilities (what suggest.review ranks)
     oof = pl.read_parquet(smoke_repo / "data/seed_oof.parquet")
     assert len(oof) == label["seed_rows"] and oof["split"].value_counts().sort("split")["count"].to_list() == [

@@ -202,12 +202,19 @@ class LabelConfig(Section):
     floor compare numbers on one scale. `temperature`: temperature scaling. `temperature_bias`: also a
     per-label bias, fitted by NLL (rescues a teacher that leans to one label but still ranks)."""
     prior_correction: Literal["none", "nll", "macro_f1"]
-    """A per-label bias on the pooled log-probabilities, fitted on the out-of-fold seed rows. `nll`: the
-    bias of lowest log-loss (calibrates the prior; the argmax then favours the frequent labels, and the
-    rare label's pseudo-labels thin out). `macro_f1`: the bias of highest out-of-fold macro-F1 (keeps the
-    rare label's share). `none`: no bias."""
+    """`recipe: fixed`: a per-label bias on the pooled log-probabilities, fitted on the out-of-fold seed
+    rows. `nll`: the bias of lowest log-loss (calibrates the prior; the argmax then favours the frequent
+    labels, and the rare label's pseudo-labels thin out). `macro_f1`: the bias of highest out-of-fold
+    macro-F1 (keeps the rare label's share). `none`: no bias."""
     confidence_floor: float = Field(ge=0, le=1)
-    """Pseudo-labels whose ensemble probability is below this are not kept for the student."""
+    """`recipe: fixed`: pseudo-labels whose ensemble probability is below this are not kept for a student
+    trained on hard targets."""
+    recipe: Literal["auto", "fixed"]
+    """How the pool's distributions become the student's targets. `auto`: the prior correction, hard or soft
+    targets, their sharpening, the confidence floor and the seed's share of the loss are chosen by one rule
+    that replays the distillation on the seed's rows (commentclf.teachers.recipe; never on the test split),
+    the same code on every dataset. `fixed`: `prior_correction`, `confidence_floor` and student.pseudo_target,
+    soft_temperature, pseudo_floor and seed_share as given."""
     engine: Literal["local", "ray"]
     """Where the rows are scored (the e5 embedding of every seed and pool row, and the setfit / llm
     probabilities): `local`, in this process; `ray`, on Ray Data actors that each load the models once (the
@@ -246,17 +253,20 @@ class StudentConfig(Section):
     use_pseudo: bool
     """Train on the kept pseudo-labels of llm_label as well as the train split."""
     pseudo_floor: float = Field(ge=0, le=1)
-    """Pseudo-labels below this ensemble confidence are left out (on top of label.confidence_floor, which
-    applies to hard targets only)."""
+    """`label.recipe: fixed`: pseudo-labels below this ensemble confidence are left out (on top of
+    label.confidence_floor, which applies to hard targets only)."""
     pseudo_target: Literal["hard", "soft"]
-    """`hard`: the kept pseudo-labels as labels (cross-entropy). `soft`: every labelled pool row with
-    confidence >= pseudo_floor, trained towards the ensemble's whole calibrated distribution (cross-entropy
-    with soft targets, i.e. distillation): an uncertain row still teaches which labels are plausible, so
-    the floor can be low and far more pool rows are used."""
+    """`label.recipe: fixed`: `hard`: the kept pseudo-labels as labels (cross-entropy). `soft`: every labelled pool row
+    with confidence >= pseudo_floor, trained towards the ensemble's whole calibrated distribution (cross-entropy with
+    soft targets, i.e. distillation): an uncertain row still teaches which labels are plausible, so the floor can be low
+    and far more pool rows are used."""
     soft_temperature: float = Field(gt=0, le=1)
-    """`soft` targets are sharpened, p ** (1 / T) renormalised, before training; 1 = the ensemble's
-    distribution as it is. A student that copies flat targets keeps class margins so small that int8
-    rounding flips its argmax (docs/design.md)."""
+    """`label.recipe: fixed`: `soft` targets are sharpened, p ** (1 / T) renormalised, before training; 1 = the
+    ensemble's distribution as it is. A student that copies flat targets keeps class margins so small that int8 rounding
+    flips its argmax (docs/design.md)."""
+    seed_share: float | None = Field(gt=0, lt=1)
+    """`label.recipe: fixed`: the share of the training loss carried by the train split's gold rows (each
+    gold row weighs share * n / n_gold); null = every row weighs the same."""
     use_synthetic: bool
     """Add the kept synthetic comments."""
     length_batches: bool

@@ -4,9 +4,10 @@ self-training), and with `student.compare_heads` the other heads beside it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from commentclf.config import Params
@@ -21,6 +22,7 @@ from commentclf.student.train import (
     sharpen,
     train_student,
 )
+from commentclf.teachers.recipe import Recipe
 
 
 @dataclass
@@ -31,44 +33,41 @@ class Distillation:
     data: TrainingSet
     rows: dict[str, int]
     pool_rows: slice
+    recipe: Recipe
 
 
 def distillation_set(
-    train: pl.DataFrame, dev: pl.DataFrame, pseudo: Path, synthetic: Path, body: str, cfg: Params
+    train: pl.DataFrame, dev: pl.DataFrame, pseudo: Path, synthetic: Path, recipe: Recipe, body: str, cfg: Params
 ) -> Distillation:
-    """The train split + the pseudo-labels kept by llm_label with confidence >= student.pseudo_floor (+ the
-    synthetic comments, a switch). With `pseudo_target: soft` the pool rows (confidence >= pseudo_floor) are
-    trained towards the ensemble's sharpened distribution instead of its argmax."""
+    """The train split + the pool rows llm_label kept (ensemble confidence >= the recipe's floor), as the
+    ensemble's argmax (`hard`) or its sharpened distribution (`soft`), + the synthetic comments (a switch).
+    With a `seed_share` the train split's gold rows carry that share of the loss."""
     s, names = cfg.student, cfg.label_names
     proba_columns = [f"proba_{label}" for label in names]
     parts = {"train": train.select("text", "label")}
-    soft_targets = None
+    pool_targets = None
     if s.use_pseudo:
         rows = pl.read_parquet(pseudo)
-        if s.pseudo_target == "soft":
-            missing = sorted(set(proba_columns) - set(rows.columns))
-            if missing:
-                raise DataError(f"{pseudo} lacks {missing} (written by an older llm_label): rerun llm_label")
-            rows = rows.filter(pl.col("confidence") >= s.pseudo_floor)
-            soft_targets = sharpen(rows.select(proba_columns).to_numpy(), s.soft_temperature)
-            parts["pseudo"] = rows.select("text", "label")
-        else:
-            parts["pseudo"] = rows.filter(pl.col("kept") & (pl.col("confidence") >= s.pseudo_floor)).select(
-                "text", "label"
-            )
+        missing = sorted(set(proba_columns) - set(rows.columns))
+        if missing:
+            raise DataError(f"{pseudo} lacks {missing} (written by an older llm_label): rerun llm_label")
+        keep, pool_targets = recipe.targets(rows.select(proba_columns).to_numpy())
+        parts["pseudo"] = rows.filter(pl.Series(keep)).select("text", "label")
     if s.use_synthetic:
         parts["synthetic"] = pl.read_parquet(synthetic).select("text", "label")
     rows = pl.concat(list(parts.values()))
     texts, labels = rows["text"].to_list(), rows["label"].to_list()
-    targets = one_hot(labels, names)  # soft mode: the pool rows' distributions replace their one-hot rows
-    start = len(parts["train"])
-    if soft_targets is not None:
-        targets[start : start + len(soft_targets)] = soft_targets
+    targets = one_hot(labels, names)  # the pool rows' recipe targets replace their one-hot rows
+    start, n_gold = len(parts["train"]), len(parts["train"])
+    if pool_targets is not None:
+        targets[start : start + len(pool_targets)] = pool_targets
+    w_gold, w_other = recipe.row_weights(n_gold, len(rows) - n_gold)
+    weights = np.where(np.arange(len(rows)) < n_gold, w_gold, w_other)
     data = TrainingSet(
-        body, texts, labels, dev["text"].to_list(), dev["label"].to_list(), names, cfg.minority_label, targets
+        body, texts, labels, dev["text"].to_list(), dev["label"].to_list(), names, cfg.minority_label, targets, weights
     )
     pool_rows = slice(start, start + len(parts.get("pseudo", [])))
-    return Distillation(data, {name: len(df) for name, df in parts.items()}, pool_rows)
+    return Distillation(data, {name: len(df) for name, df in parts.items()}, pool_rows, recipe)
 
 
 def distill(d: Distillation, cfg: Params, out_dir: Path) -> tuple[StudentRun, dict]:
@@ -92,7 +91,7 @@ def distill(d: Distillation, cfg: Params, out_dir: Path) -> tuple[StudentRun, di
         def relabel(student: StudentRun):  # the student's own sharpened distribution replaces the teachers'
             new = data.targets.copy()
             p = predict_proba(student.model, student.tokenizer, pool_texts, s.prefix, s.max_length)
-            new[d.pool_rows] = sharpen(p, s.soft_temperature)
+            new[d.pool_rows] = sharpen(p, d.recipe.temperature)
             return new
 
         def retrain(new_targets):  # a fresh student from the base encoder, a new seed each round
@@ -109,8 +108,7 @@ def distill(d: Distillation, cfg: Params, out_dir: Path) -> tuple[StudentRun, di
         "best_epoch": chosen.best_epoch,
         "history": chosen.history,
         "rows": d.rows,
-        "pseudo_target": s.pseudo_target if s.use_pseudo else None,
-        "soft_temperature": s.soft_temperature if s.use_pseudo and s.pseudo_target == "soft" else None,
+        "recipe": asdict(d.recipe) if s.use_pseudo else None,
         "self_training": curve,
     }
     if s.compare_heads:

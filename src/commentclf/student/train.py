@@ -39,6 +39,8 @@ class TrainingSet:
     minority: str
     targets: np.ndarray | None = None
     """(n, labels) target distributions (soft pseudo-labels); None: one-hot `labels`."""
+    weights: np.ndarray | None = None
+    """(n,) row weights of the loss (the recipe's seed share); None: every row weighs 1."""
 
     def with_targets(self, targets: np.ndarray) -> TrainingSet:
         return replace(self, targets=targets)
@@ -87,11 +89,13 @@ def sharpen(targets: np.ndarray, temperature: float) -> np.ndarray:
     return powered / powered.sum(1, keepdims=True)
 
 
-def weighted_soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def weighted_soft_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, row_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Class-weighted cross-entropy against target distributions. For one-hot targets it is exactly
     `cross_entropy(logits, y, weight=weights)` (a weighted mean over the batch); for soft targets each label
-    of a row contributes its target probability times its weight."""
-    wt = targets * weights
+    of a row contributes its target probability times its weight; `row_weights` scale whole rows."""
+    wt = targets * weights if row_weights is None else targets * weights * row_weights[:, None]
     return -(wt * torch.log_softmax(logits, -1)).sum() / wt.sum()
 
 
@@ -119,6 +123,7 @@ def train_student(data: TrainingSet, s: StudentConfig, seed: int, out_dir: Path 
     model = load_model(data.body, s.head, label_names, s.layers)
     target = torch.tensor(one_hot(labels, label_names) if targets is None else targets, dtype=torch.float32)
     weights = class_weights(target.numpy())
+    rows_w = None if data.weights is None else torch.tensor(data.weights, dtype=torch.float32)
     # The head (and the CLS pooler, which e5 lacks) starts from random weights while the encoder is
     # pre-trained: at the encoder's small lr the head can barely move in a few epochs (the training loss
     # stays at ln k), so it gets a learning rate of its own.
@@ -167,7 +172,7 @@ def train_student(data: TrainingSet, s: StudentConfig, seed: int, out_dir: Path 
                 return_tensors="pt",
             )
             logits = model(**enc).logits
-            loss = weighted_soft_cross_entropy(logits, target[idx], weights)
+            loss = weighted_soft_cross_entropy(logits, target[idx], weights, None if rows_w is None else rows_w[idx])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()

@@ -7,4 +7,5 @@
 * `ray_scoring` — the same scoring on Ray actors (`label.engine: ray`);
 * `ensemble`    — `Ensemble`: each teacher's calibration, the pool weights, the prior correction;
 * `labelling`   — `label_pool`: the llm_label stage's work, from the scored rows to the pseudo-labels.
+* `recipe`      — `Recipe`, `choose_recipe`: how the student learns from the pool, chosen on the seed.
 """

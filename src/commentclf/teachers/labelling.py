@@ -13,7 +13,7 @@ ray`, on Ray Data actors (`scoring`, `ray_scoring`): same parts, same numbers.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from commentclf.config import Params
 from commentclf.metrics import classification_report
 from commentclf.teachers.cheap import CHEAP_TEACHERS, fit_cheap_teacher, full_proba, teacher_input
 from commentclf.teachers.ensemble import Ensemble
+from commentclf.teachers.recipe import Recipe, build_replays, choose_recipe
 from commentclf.teachers.scoring import RowScorer, score_rows
 
 
@@ -67,6 +68,8 @@ class PoolLabels:
     """What llm_label writes: the ensemble, the refitted cheap teachers, the pseudo-labelled pool, the report."""
 
     ensemble: Ensemble
+    recipe: Recipe
+    """How the student learns from `pseudo`: chosen on the seed (label.recipe: auto) or the params'."""
     cheap_teachers: dict
     pseudo: pl.DataFrame
     """The pool's columns + label, confidence, kept, <teacher>_label and proba_<label> (the ensemble's
@@ -94,10 +97,19 @@ def score(rows: LabellingRows, cfg: Params, encoder: str, setfit_dir: Path, llm_
 
 
 def label_pool(rows: LabellingRows, scores: RowScores, cfg: Params) -> PoolLabels:
-    """Fit the cheap teachers and the ensemble on the seed's out-of-fold rows, then label the pool."""
+    """Choose the recipe (label.recipe: auto), fit the cheap teachers and the ensemble (with the recipe's
+    prior correction) on the seed's out-of-fold rows, then label the pool."""
     lc, labels, minority = cfg.label, cfg.label_names, cfg.minority_label
     n_seed, pool_texts = len(rows.seed_texts), rows.pool["text"].to_list()
     seed_emb, pool_emb = scores.arrays["embedding"][:n_seed], scores.arrays["embedding"][n_seed:]
+    recipe_report = None
+    if lc.recipe == "auto":
+        t0 = time.perf_counter()
+        recipe, recipe_report = choose_recipe(build_replays(rows.seed_texts, seed_emb, rows.y, cfg), cfg)
+        recipe_report["seconds"] = round(time.perf_counter() - t0, 1)
+    else:
+        recipe = Recipe.fixed(cfg)
+    lc = lc.model_copy(update={"prior_correction": recipe.prior_correction})
     oof, pool_p, fitted, seconds = {}, {}, {}, {}
     for name in lc.teachers:
         if name in CHEAP_TEACHERS:
@@ -134,7 +146,7 @@ def label_pool(rows: LabellingRows, scores: RowScores, cfg: Params) -> PoolLabel
     pseudo = rows.pool.with_columns(
         label=pl.Series([labels[i] for i in pred], dtype=pl.String),
         confidence=conf.astype(float),
-        kept=conf >= lc.confidence_floor,
+        kept=conf >= recipe.floor,
         **{f"{name}_label": pl.Series([labels[i] for i in q.argmax(1)], dtype=pl.String) for name, q in pool_p.items()},
         **{f"proba_{label}": p[:, j].astype(float) for j, label in enumerate(labels)},
     )
@@ -149,7 +161,8 @@ def label_pool(rows: LabellingRows, scores: RowScores, cfg: Params) -> PoolLabel
         "out_of_fold": side_by_side,
         "rows_labelled": len(pseudo),
         "rows_kept": len(kept),
-        "confidence_floor": lc.confidence_floor,
+        "confidence_floor": recipe.floor,
+        "recipe": {"mode": lc.recipe, **(recipe_report or {"chosen": asdict(recipe)})},
         "class_mix": {label: int((pseudo["label"] == label).sum()) for label in labels},
         "class_mix_kept": {label: int((kept["label"] == label).sum()) for label in labels},
         "teacher_seconds": seconds,  # the cheap teachers' fits; the models' scoring is in `scoring`
@@ -160,4 +173,4 @@ def label_pool(rows: LabellingRows, scores: RowScores, cfg: Params) -> PoolLabel
             "rows_per_s": round((n_seed + len(pseudo)) / scores.seconds, 1),
         },
     }
-    return PoolLabels(ensemble, fitted, pseudo, seed_oof, result)
+    return PoolLabels(ensemble, recipe, fitted, pseudo, seed_oof, result)
