@@ -5,7 +5,8 @@ The deployed student (int8, calibrated) scores the calib, test and pool rows. Th
 model trained on (the teachers that labelled the student's pool saw train and dev, so the student's dev scores
 are optimistic). With `prevalence.method: auto` the method is chosen on the calib rows alone (shifted samples,
 commentclf.quantification.choose_method); the adjusted methods' misclassification rates come from them too, and
-each interval bootstraps over the calib rows and the measured ones. On test, every method (classify-and-count
+each interval bootstraps over the calib rows and the measured ones. Every method but classify-and-count reads
+the scores recalibrated on the calib rows (`prevalence.recalibrate`). On test, every method (classify-and-count
 among them) is scored against the true shares, and the labels of the EMQ posteriors (`commentclf prevalence
 --adjust-prior`) against the plain argmax.
 """
@@ -39,7 +40,7 @@ def main(
     def scored(name: str) -> HeldOut:
         rows = read_split(split_dir, name)
         y = np.array([clf.labels.index(label) for label in rows["label"]])
-        return HeldOut(clf.predict_proba(rows["text"].to_list()), y)
+        return HeldOut(clf.predict_proba(rows["text"].to_list()), y, cfg.prevalence.recalibrate == "bcts")
 
     pool = clf.predict_proba(read_split(split_dir, "pool")["text"].to_list())
     report = split_prevalence(

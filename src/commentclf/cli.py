@@ -264,7 +264,7 @@ def prevalence(
         id_column=id_column,
         part_rows=part_rows,
     )
-    held = read_heldout(clf, heldout)
+    held = read_heldout(clf, heldout, cfg.prevalence.recalibrate == "bcts")
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"scoring {input}", total=None)
         report = prevalence_of_file(

@@ -387,6 +387,12 @@ class PrevalenceConfig(Section):
     """`auto`: folds of the dev rows; each fold's shifted samples are scored with rates from the others."""
     protocol_samples: int = Field(ge=1)
     """`auto`: shifted samples drawn from each fold, their class shares spread over the simplex."""
+    recalibrate: Literal["bcts", "none"]
+    """What every method but classify-and-count does to the scores first. `bcts`: bias-corrected temperature
+    scaling fitted on the held-out rows (a temperature and a per-label bias), so that the scores' mean matches
+    the held-out class shares, as PCC and EMQ assume; refitted in every bootstrap draw and every fold of `auto`.
+    `none`: the deployed scores as they are (temperature only: confident, but tilted towards balanced classes
+    by the student's class-weighted training)."""
 
 
 class SuggestConfig(Section):

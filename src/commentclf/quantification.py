@@ -8,6 +8,11 @@ measured on labelled rows no model trained on (the held-out rows: the calib spli
 (CC, PCC, ACC, PACC, EMQ/SLD), fed precomputed scores through a pass-through classifier, so rows are scored
 once.
 
+Every method but CC first recalibrates the scores on the held-out rows (`recalibrated`): the deployed
+temperature fixes the student's confidence, not its class marginal, which class-weighted training and the
+teachers' pseudo-labels tilt towards balanced classes; PCC and EMQ read the scores as probabilities calibrated
+to the held-out rows' prior, and are as far off as that tilt without it.
+
 Each share comes with a 95 % percentile bootstrap interval that resamples both the held-out rows (the rates'
 uncertainty, which dominates: a few dozen rows) and the measured rows. Which method to trust is chosen on the
 held-out rows alone (`choose_method`), never on a test or pool row.
@@ -16,11 +21,12 @@ held-out rows alone (`choose_method`), never on a test or pool row.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from commentclf.calibration import apply_calibration, fit_calibration
 from commentclf.config import PrevalenceConfig
 from commentclf.errors import DataError
 
@@ -58,12 +64,27 @@ class HeldOut:
     proba: np.ndarray
     y: np.ndarray
     """Label indices, in the model's label order."""
+    recalibrate: bool = True
+    """Recalibrate the scores on these rows before every method but CC (`recalibrated`; prevalence.recalibrate)."""
+
+
+def recalibrated(heldout: HeldOut, proba: np.ndarray) -> tuple[HeldOut, np.ndarray]:
+    """The held-out and the measured scores after bias-corrected temperature scaling (softmax(log p / T + b), T
+    and b fitted by NLL on the held-out rows; Alexandari et al. 2020): the scores' mean on the held-out rows then
+    matches their class shares, which PCC and EMQ assume. Unchanged where `heldout.recalibrate` is off."""
+    if not heldout.recalibrate:
+        return heldout, proba
+    calibration = fit_calibration(heldout.proba, heldout.y, "temperature_bias")
+    return replace(heldout, proba=apply_calibration(heldout.proba, calibration)), apply_calibration(proba, calibration)
 
 
 def shares(method: str, heldout: HeldOut, proba: np.ndarray) -> np.ndarray:
-    """The estimated class shares of the rows scored `proba`, by `method` (one of METHODS)."""
+    """The estimated class shares of the rows scored `proba`, by `method` (one of METHODS); CC counts the
+    model's own labels, every other method reads recalibrated scores."""
     from quapy.method.aggregative import ACC, CC, EMQ, PACC, PCC
 
+    if method != "cc":
+        heldout, proba = recalibrated(heldout, proba)
     quantifier = {"cc": CC, "pcc": PCC, "acc": ACC, "pacc": PACC, "emq": EMQ}[method]
     scores = _Scores(proba.shape[1]).fit(None)
     # The adjusted methods read the rates off the held-out rows (val_split); CC needs none, and EMQ takes its
@@ -93,7 +114,7 @@ def estimate(
     def draw(draw_seed: int) -> tuple[HeldOut, np.ndarray]:
         r = np.random.default_rng(draw_seed)
         h, m = r.integers(0, len(heldout.y), len(heldout.y)), r.integers(0, len(measured), len(measured))
-        return HeldOut(heldout.proba[h], heldout.y[h]), measured[m]
+        return replace(heldout, proba=heldout.proba[h], y=heldout.y[h]), measured[m]
 
     out = {}
     for method in methods:  # every method on the same draws
@@ -125,7 +146,7 @@ def choose_method(heldout: HeldOut, folds: int, samples: int, seed: int) -> dict
     errors = {m: [] for m in METHODS}
     split = StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(heldout.proba, heldout.y)
     for fold, (fit_rows, eval_rows) in enumerate(split):
-        rates = HeldOut(heldout.proba[fit_rows], heldout.y[fit_rows])
+        rates = replace(heldout, proba=heldout.proba[fit_rows], y=heldout.y[fit_rows])
         rows = LabelledCollection(heldout.proba[eval_rows], heldout.y[eval_rows], classes=list(range(k)))
         protocol = UPP(rows, sample_size=PROTOCOL_ROWS, repeats=samples, random_state=seed + fold)
         for sample, true in protocol():
@@ -140,9 +161,11 @@ def adjusted_posteriors(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(prior, posteriors): each row's scores re-weighted from the held-out rows' prior, the one they are
     calibrated to, to `prior` (Saerens et al. 2002: p'(y|x) is proportional to p(y|x) prior(y) / prior_heldout(y));
-    without `prior`, to EMQ's own estimate of the rows' shares, found by iterating that re-weighting."""
+    without `prior`, to EMQ's own estimate of the rows' shares, found by iterating that re-weighting. The scores
+    are recalibrated first (`recalibrated`): the re-weighting assumes them calibrated to the held-out prior."""
     from quapy.method.aggregative import EMQ
 
+    heldout, proba = recalibrated(heldout, np.asarray(proba, dtype=float))
     train_prior = np.bincount(heldout.y, minlength=proba.shape[1]) / len(heldout.y)
     proba = np.asarray(proba, dtype=float)
     if prior is None:

@@ -82,7 +82,7 @@ def test_reweighting_to_a_known_prior_calibrates_the_scores_under_the_shift():
         p = np.exp(log_lik - log_lik.max(1, keepdims=True))
         return p / p.sum(1, keepdims=True), y
 
-    heldout = HeldOut(*bayes([1 / 3, 1 / 3, 1 / 3], 3000))
+    heldout = HeldOut(*bayes([1 / 3, 1 / 3, 1 / 3], 3000), recalibrate=False)  # the re-weighting's arithmetic
     proba, y = bayes([0.6, 0.1, 0.3], 5000)
     own = np.bincount(heldout.y, minlength=3) / len(heldout.y)
     assert np.allclose(adjusted_posteriors(heldout, proba, own)[1], proba)  # to its own prior: unchanged
@@ -92,6 +92,44 @@ def test_reweighting_to_a_known_prior_calibrates_the_scores_under_the_shift():
     assert after["nll"] < before["nll"] and after["brier"] < before["brier"]
     # the rare class's mean score meets its share once re-weighted, and stays far from it before
     assert abs(reweighted[:, 1].mean() - 0.1) < 0.02 < abs(proba[:, 1].mean() - 0.1)
+
+
+SEED_PRIOR = [0.47, 0.25, 0.28]  # RUW's seed
+
+
+def tilted(prior, n, rng):
+    """Rows drawn at `prior`, scored by the exact posteriors at the seed's prior, then tilted as a class-weighted
+    student's are: over-confident (T = 0.5) and leaning away from the frequent first class, so that their mean
+    no longer matches the class shares."""
+    means = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+    y = rng.choice(3, size=n, p=prior)
+    x = means[y] + rng.normal(0, 1, (n, 2))
+    z = -0.5 * ((x[:, None, :] - means[None]) ** 2).sum(2) + np.log(SEED_PRIOR)
+    z = z / 0.5 + np.log([0.25, 1.0, 1.0])
+    p = np.exp(z - z.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True), y
+
+
+def test_recalibrating_on_the_heldout_rows_mends_scores_tilted_away_from_their_prior():
+    rng = np.random.default_rng(6)
+    p, y = tilted(SEED_PRIOR, 3000, rng)  # held out and measured at the same prior, as on RUW
+    proba, truth_y = tilted(SEED_PRIOR, 5000, rng)
+    truth = np.bincount(truth_y, minlength=3) / len(truth_y)
+
+    def error(method, recalibrate, rows=proba, true=truth):
+        s = estimate(HeldOut(p, y, recalibrate), rows, LABELS, (method,), n_boot=20, seed=0)[method]
+        return max(abs(s[label]["estimate"] - true[j]) for j, label in enumerate(LABELS)), s
+
+    tilted_error, _ = error("pcc", False)
+    fixed_error, fixed = error("pcc", True)
+    assert tilted_error > 0.05 and fixed_error < 0.02, (tilted_error, fixed_error)
+    assert all(fixed[label]["low"] <= truth[j] <= fixed[label]["high"] for j, label in enumerate(LABELS)), fixed
+    # under a shift EMQ needs the same mending: the re-weighting assumes scores calibrated to the held-out prior
+    shifted, shifted_y = tilted([0.6, 0.1, 0.3], 5000, rng)
+    shifted_truth = np.bincount(shifted_y, minlength=3) / len(shifted_y)
+    assert error("emq", True, shifted, shifted_truth)[0] < 0.03 < error("emq", False, shifted, shifted_truth)[0]
+    # classify-and-count counts the model's own labels: recalibration leaves it alone
+    assert error("cc", True)[1] == error("cc", False)[1]
 
 
 def test_scored_against_truth_reports_error_width_and_coverage():

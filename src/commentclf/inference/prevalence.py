@@ -54,8 +54,9 @@ class PrevalenceOptions:
     part_rows: int = 10_000
 
 
-def read_heldout(clf, path: Path) -> HeldOut:
-    """The held-out file's rows (columns `text` and `label`, as data/split/calib.parquet has) scored by `clf`."""
+def read_heldout(clf, path: Path, recalibrate: bool = True) -> HeldOut:
+    """The held-out file's rows (columns `text` and `label`, as data/split/calib.parquet has) scored by `clf`;
+    `recalibrate`: the scores are recalibrated on them before every method but CC (prevalence.recalibrate)."""
     df = read_table(path)
     for column in ("text", "label"):
         if column not in df.columns:
@@ -63,7 +64,8 @@ def read_heldout(clf, path: Path) -> HeldOut:
     unknown = sorted(set(df["label"].to_list()) - set(clf.labels))
     if unknown:
         raise DataError(f"{path}: labels {unknown} are not the model's ({clf.labels})")
-    return HeldOut(clf.predict_proba(df["text"].to_list()), np.array([clf.labels.index(y) for y in df["label"]]))
+    y = np.array([clf.labels.index(label) for label in df["label"]])
+    return HeldOut(clf.predict_proba(df["text"].to_list()), y, recalibrate)
 
 
 def prevalence_of_file(
