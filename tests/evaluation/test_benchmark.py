@@ -95,14 +95,19 @@ def test_paired_difference_sees_a_better_model():
     assert np.isclose(flipped["macro_f1"], -d["macro_f1"])
 
 
-def test_comparisons_take_the_best_seed_only_model():
+def test_comparisons_take_the_best_seed_only_model_and_the_teachers():
     from commentclf.evaluation.benchmark import comparisons
 
     gold = ["a", "b", "a", "b"]
-    predictions = {"setfit": ["a", "a", "a", "a"], "seed_only_logreg": ["a", "b", "a", "a"], "student_onnx_int8": gold}
+    predictions = {
+        "setfit": ["a", "a", "a", "a"],
+        "seed_only_logreg": ["a", "b", "a", "a"],
+        "ensemble": ["a", "b", "b", "b"],
+        "student_onnx_int8": gold,
+    }
     report = {
         "deployed": "student_onnx_int8",
-        "models": {"setfit": {"macro_f1": 0.33}, "seed_only_logreg": {"macro_f1": 0.73}},
+        "models": {"setfit": {"macro_f1": 0.33}, "seed_only_logreg": {"macro_f1": 0.73}, "ensemble": {}},
     }
     out = comparisons(report, predictions, gold, ["a", "b"], "b", 100, 0)
     assert out["best_seed_only"] == "seed_only_logreg"
@@ -111,5 +116,6 @@ def test_comparisons_take_the_best_seed_only_model():
         "best_seed_only",
         "student_onnx_int8 - setfit",
         "student_onnx_int8 - seed_only_logreg",
+        "student_onnx_int8 - ensemble",
     }
-    assert out["student_onnx_int8 - setfit"]["macro_f1"] > 0
+    assert out["student_onnx_int8 - setfit"]["macro_f1"] > 0 and out["student_onnx_int8 - ensemble"]["macro_f1"] > 0

@@ -76,15 +76,16 @@ def paired_difference(
 
 
 def comparisons(report: dict, predictions: dict[str, list[str]], gold: list[str], labels, minority, n, seed) -> dict:
-    """The deployed student (int8 ONNX) against SetFit and against the best seed-only model (the highest
-    test macro-F1 among SetFit and the seed_only_* baselines: the strongest comparison, not a tuned one)."""
+    """The deployed student (int8 ONNX) against SetFit, against the best seed-only model (the highest test
+    macro-F1 among SetFit and the seed_only_* baselines: the strongest comparison, not a tuned one) and against
+    the teachers' ensemble it learned from (a student that only copies its teachers lands at zero)."""
     deployed = report["deployed"]
     seed_only = [m for m in report["models"] if m == "setfit" or m.startswith("seed_only_")]
     if deployed not in predictions or not seed_only:
         return {}
     best = max(seed_only, key=lambda m: report["models"][m]["macro_f1"])
     out = {"deployed": deployed, "best_seed_only": best}
-    for other in dict.fromkeys(["setfit", best]):
+    for other in dict.fromkeys(["setfit", best, "ensemble"]):
         if other in predictions:
             out[f"{deployed} - {other}"] = paired_difference(
                 gold, predictions[deployed], predictions[other], labels, minority, n, seed
