@@ -3,7 +3,9 @@ interface and tasks are accepted, the pre-annotations arrive, answers given thro
 of its export and through `commentclf annotations import` into the labelled file.
 
 Label Studio pins its own Django, pandas and numpy, so it lives in its own virtualenv (created once in
-.label-studio/, ignored by git, or given by LABEL_STUDIO_VENV)."""
+.label-studio/, ignored by git, or given by LABEL_STUDIO_VENV), installed from label-studio.lock beside this
+file (pip freeze of a working install): unpinned, a new release of one of its dependencies (sentry-sdk 3.0)
+stopped Label Studio 1.23.2 from starting."""
 
 import json
 import os
@@ -23,6 +25,7 @@ from conftest import REPO, run_cmd
 pytestmark = pytest.mark.slow  # installs and starts Label Studio; needs the smoke pipeline's suggestions
 
 LABEL_STUDIO = "label-studio==1.23.2"
+LOCK = Path(__file__).with_name("label-studio.lock")
 TOKEN = "commentclf-test-token"
 
 
@@ -31,7 +34,8 @@ def label_studio_bin() -> Path:
     binary = venv / "bin" / "label-studio"
     if not binary.is_file():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin/pip"), "install", "-q", LABEL_STUDIO], check=True, timeout=1200)
+        pip = [str(venv / "bin/pip"), "install", "-q", "-c", str(LOCK), LABEL_STUDIO]
+        subprocess.run(pip, check=True, timeout=1200)
     return binary
 
 
