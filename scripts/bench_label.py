@@ -55,7 +55,8 @@ def run_stage(run_dir: Path, params: Path, out: Path, split_dir: Path) -> tuple[
     cmd = [sys.executable, str(REPO / "stages/llm_label.py"), "--params", str(params), "--assets", "models/base"]
     cmd += ["--split-dir", str(split_dir), "--setfit-dir", "models/setfit", "--llm-dir", "models/llm"]
     cmd += ["--teachers-out", str(out / "teachers.joblib"), "--ensemble-out", str(out / "ensemble.json")]
-    cmd += ["--out", str(out / "pseudo.parquet"), "--metrics", str(out / "label.json")]
+    cmd += ["--out", str(out / "pseudo.parquet"), "--recipe-out", str(out / "recipe.json")]
+    cmd += ["--seed-oof", str(out / "seed_oof.parquet"), "--metrics", str(out / "label.json")]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     returncode, stdout, stderr, seconds, peak, cpu = run_measured(cmd, run_dir, env)
     if returncode:

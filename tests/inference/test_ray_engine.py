@@ -154,6 +154,7 @@ def test_llm_label_on_ray_gives_the_local_pseudo_labels(smoke_repo, tmp_path):
         cmd += ["--assets", "models/base", "--split-dir", "data/split", "--setfit-dir", "models/setfit"]
         cmd += ["--llm-dir", "models/llm", "--teachers-out", str(out / "teachers.joblib")]
         cmd += ["--ensemble-out", str(out / "ensemble.json"), "--out", str(out / "pseudo.parquet")]
+        cmd += ["--recipe-out", str(out / "recipe.json"), "--seed-oof", str(out / "seed_oof.parquet")]
         run_cmd([*cmd, "--metrics", str(out / "label.json")], smoke_repo, timeout=900)
         outputs[engine] = pl.read_parquet(out / "pseudo.parquet")
         assert json.loads((out / "label.json").read_text())["scoring"]["engine"] == engine
@@ -162,6 +163,7 @@ def test_llm_label_on_ray_gives_the_local_pseudo_labels(smoke_repo, tmp_path):
     proba = ["confidence", *(c for c in local.columns if c.startswith("proba_"))]
     assert ray.drop(proba).equals(local.drop(proba))  # ids, texts, labels, every teacher's label, kept
     assert np.abs(ray.select(proba).to_numpy() - local.select(proba).to_numpy()).max() < 1e-5
+    assert (tmp_path / "ray/recipe.json").read_text() == (tmp_path / "local/recipe.json").read_text()
 
 
 @pytest.mark.slow
