@@ -143,7 +143,7 @@ def test_metrics_are_complete_and_finite(smoke_repo):
     # a trim is kept only where the held-out rows agree; otherwise the refused trim's figures are reported
     assert onnx["trimmed"] == ("vocab" in onnx) and onnx["trimmed"] != ("trim_refused" in onnx)
     assert set(onnx["calibration"]) == {"fp32", "hybrid", "blockwise", "dynamic"}
-    assert all(c["dev_nll_calibrated"] <= c["dev_nll"] + 1e-3 for c in onnx["calibration"].values())
+    assert all(c["calib_nll_calibrated"] <= c["calib_nll"] + 1e-3 for c in onnx["calibration"].values())
     assert all(0 <= v["vs_torch"]["test_argmax_agreement"] <= 1 for v in onnx["schemes"].values())
 
 
