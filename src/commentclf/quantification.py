@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -67,6 +68,12 @@ class HeldOut:
     recalibrate: bool = True
     """Recalibrate the scores on these rows before every method but CC (`recalibrated`; prevalence.recalibrate)."""
 
+    @cached_property
+    def recalibration(self) -> dict:
+        """The bias-corrected temperature scaling fitted on these rows, once per set of rows (every method and
+        every shifted sample of a fold reuses it)."""
+        return fit_calibration(self.proba, self.y, "temperature_bias")
+
 
 def recalibrated(heldout: HeldOut, proba: np.ndarray) -> tuple[HeldOut, np.ndarray]:
     """The held-out and the measured scores after bias-corrected temperature scaling (softmax(log p / T + b), T
@@ -74,7 +81,7 @@ def recalibrated(heldout: HeldOut, proba: np.ndarray) -> tuple[HeldOut, np.ndarr
     matches their class shares, which PCC and EMQ assume. Unchanged where `heldout.recalibrate` is off."""
     if not heldout.recalibrate:
         return heldout, proba
-    calibration = fit_calibration(heldout.proba, heldout.y, "temperature_bias")
+    calibration = heldout.recalibration
     return replace(heldout, proba=apply_calibration(heldout.proba, calibration)), apply_calibration(proba, calibration)
 
 
