@@ -59,6 +59,14 @@ def test_a_run_with_prevalence_adds_its_shares_calibration_and_sets_to_the_table
     bench["deployed"] = "student_onnx_int8"
     bench["models"]["student_onnx_int8"] |= {"ece": 0.031, "ece_uncalibrated": 0.12}
     bench["models"]["llm"] = bench["models"]["setfit"]  # not in the README's short table
+    bench["models"]["seed_only_logreg"] = bench["models"]["setfit"]  # nor the best seed-only baseline: benchmark.md
+    same = {"macro_f1": 0.0, "macro_f1_ci": [0.0, 0.0], "minority_f1": 0.0, "minority_f1_ci": [0.0, 0.0]}
+    bench["comparisons"] = {
+        "deployed": "student_onnx_int8",
+        "best_seed_only": "seed_only_logreg",
+        "student_onnx_int8 - setfit": same,
+        "student_onnx_int8 - seed_only_logreg": same,
+    }
     bench["conformal"] = {
         "alpha": 0.1,
         "coverage": {"a": 0.9, "b": 0.88},
@@ -78,6 +86,7 @@ def test_a_run_with_prevalence_adds_its_shares_calibration_and_sets_to_the_table
     save_report(run, tmp_path / "reports" / "toy", "x")
     out = render_readme("<!-- results:toy -->\n<!-- /results:toy -->\n", tmp_path / "reports")
     assert "| b | 10.0 | 12.0 [5.0, 20.0] | 30.0 |" in out and "| llm |" not in out
+    assert "| student_onnx_int8 - setfit |" in out and "seed_only_logreg" not in out
     assert "ECE 0.031 (uncalibrated 0.120)" in out and "coverage a 0.90, b 0.88; one label for 60 %" in out
 
 
