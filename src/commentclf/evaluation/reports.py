@@ -88,9 +88,9 @@ def results_table(report_dir: Path) -> str:
     hw = bench["hardware"]
     minority = bench.get("minority_label") or next(iter(_minority_names(report_dir)), "minority")
     lines = [
-        f"Test split: {bench['test_size']} comments; {hw['cpu']}, {hw['logical_cores']} cores; commit "
-        f"`{run['commit'][:7]}`, profile `{run['profile'] or 'params.yaml'}`, {run['date']}. "
-        f"Intervals: 95 % bootstrap. Latency: batch 1, 1 thread, mean text {hw['text_chars']:.0f} characters.",
+        f"{bench['test_size']} test comments; {hw['cpu']}, {hw['logical_cores']} cores; commit "
+        f"`{run['commit'][:7]}`, profile `{run['profile'] or 'params.yaml'}`, {run['date']}. 95 % bootstrap "
+        f"intervals; p50 latency at batch 1, 1 thread, mean text {hw['text_chars']:.0f} characters.",
         "",
         f"| model | macro-F1 [95 % CI] | {minority} F1 [95 % CI] | p50 ms | size MB |",
         "|---|---|---|---|---|",
