@@ -16,7 +16,7 @@ from rich.console import Console
 
 from commentclf.config import load_params
 from commentclf.data import read_split
-from commentclf.evaluation.benchmark import markdown
+from commentclf.evaluation.benchmark import markdown, predictions_table
 from commentclf.evaluation.runner import BenchmarkRows, ModelFiles, load_contenders, run_benchmark
 from commentclf.files import write_json
 from commentclf.seeding import seed_everything
@@ -37,6 +37,7 @@ def main(
     onnx_dir: Path = typer.Option(..., help="folder of the fp32/ and int8/ ONNX students"),
     metrics: Path = typer.Option(..., help="the report (JSON)"),
     table: Path = typer.Option(..., help="the report as a markdown table"),
+    predictions: Path = typer.Option(..., help="every model's test probabilities (parquet, no text)"),
     live_dir: Path = typer.Option(..., help="DVCLive folder of the confusion matrices"),
 ) -> None:
     cfg = load_params(params)
@@ -47,9 +48,11 @@ def main(
     )
     files = ModelFiles(assets, setfit_dir, llm_dir, teachers_file, ensemble_file, seed_only_dir, student_dir, onnx_dir)
     contenders = load_contenders(cfg, files, torch.get_num_threads())
-    report, predictions, curves = run_benchmark(cfg, contenders, files, params, rows)
+    report, probabilities, curves = run_benchmark(cfg, contenders, files, params, rows)
     write_json(metrics, report)
-    log_confusions(live_dir, {name: (rows.gold, pred) for name, pred in predictions.items()})
+    predictions_table(test["id"].to_list(), rows.gold, probabilities, cfg.label_names).write_parquet(predictions)
+    pred = {name: [cfg.label_names[i] for i in p.argmax(1)] for name, p in probabilities.items()}
+    log_confusions(live_dir, {name: (rows.gold, labels) for name, labels in pred.items()})
     log_reliability(live_dir, curves)
     table.write_text(markdown(report, cfg.label_names, cfg.minority_label), encoding="utf-8")
     Console().print(table.read_text())

@@ -153,3 +153,42 @@ def test_compare_lists_common_models_with_differences_and_refuses_other_test_set
     (tmp_path / "reports/b/benchmark.json").write_text(json.dumps(bench_b))
     with pytest.raises(ValueError, match="different sets"):
         compare_table(tmp_path / "reports/a", tmp_path / "reports/b")
+
+
+def write_predictions(report_dir, predicted: dict[str, list[str]]):
+    import polars as pl
+
+    gold = ["a", "a", "b", "b", "c", "c", "a"]
+    frames = [
+        pl.DataFrame({"model": [m] * 7, "id": [f"r{i}" for i in range(7)], "label": gold, "predicted": p})
+        for m, p in predicted.items()
+    ]
+    pl.concat(frames).write_parquet(report_dir / "test_predictions.parquet")
+
+
+def test_compare_gives_a_paired_interval_when_both_runs_kept_their_test_predictions(tmp_path):
+    run = fake_run(tmp_path)
+    bench = json.loads((run / "metrics/benchmark.json").read_text()) | {"minority_label": "c"}
+    (run / "metrics/benchmark.json").write_text(json.dumps(bench))
+    write_predictions(run / "metrics", {"setfit": ["a", "a", "b", "b", "c", "a", "a"]})
+    save_report(run, tmp_path / "reports" / "a", "x")  # the predictions travel with the saved run
+    assert (tmp_path / "reports/a/test_predictions.parquet").is_file()
+    (tmp_path / "reports/b").mkdir()
+    (tmp_path / "reports/b/benchmark.json").write_text((tmp_path / "reports/a/benchmark.json").read_text())
+    write_predictions(tmp_path / "reports/b", {"setfit": ["a", "a", "b", "b", "c", "c", "a"]})
+    table = compare_table(tmp_path / "reports/a", tmp_path / "reports/b", bootstrap=200)
+    assert "paired 95 % bootstrap" in table
+    row = next(line for line in table.splitlines() if line.startswith("| setfit |"))
+    delta = row.split("|")[4].strip()  # b (all right) minus a (one wrong): positive, with an interval around it
+    value, interval = delta.split(" [")
+    low, high = (float(v) for v in interval.rstrip("]").split(", "))
+    assert float(value) > 0 and low <= float(value) <= high
+    same = compare_table(tmp_path / "reports/a", tmp_path / "reports/a", bootstrap=200)
+    assert "| +0.000 [+0.000, +0.000] |" in same  # a run against itself
+    write_predictions(tmp_path / "reports/b", {"setfit": ["a"] * 7})
+    import polars as pl
+
+    shifted = pl.read_parquet(tmp_path / "reports/b/test_predictions.parquet").with_columns(pl.lit("x").alias("id"))
+    shifted.write_parquet(tmp_path / "reports/b/test_predictions.parquet")
+    with pytest.raises(ValueError, match="different rows"):
+        compare_table(tmp_path / "reports/a", tmp_path / "reports/b")

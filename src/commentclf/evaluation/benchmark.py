@@ -75,6 +75,27 @@ def paired_difference(
     return out
 
 
+def predictions_table(ids: list[str], gold: list[str], probabilities: dict[str, np.ndarray], labels: list[str]):
+    """Every model's test probabilities, one row per (model, test row): id (the text's hash, never the text),
+    the true label, the predicted label and `proba_<label>`. Two runs on the same test set are compared row by
+    row from these files (`scripts/report.py compare`: paired intervals)."""
+    import polars as pl
+
+    parts = [
+        pl.DataFrame(
+            {
+                "model": [name] * len(ids),
+                "id": ids,
+                "label": gold,
+                "predicted": [labels[i] for i in proba.argmax(1)],
+                **{f"proba_{label}": proba[:, j].astype(np.float32) for j, label in enumerate(labels)},
+            }
+        )
+        for name, proba in probabilities.items()
+    ]
+    return pl.concat(parts)
+
+
 def comparisons(report: dict, predictions: dict[str, list[str]], gold: list[str], labels, minority, n, seed) -> dict:
     """The deployed student (int8 ONNX) against SetFit, against the best seed-only model (the highest test
     macro-F1 among SetFit and the seed_only_* baselines: the strongest comparison, not a tuned one) and against

@@ -22,6 +22,7 @@ REPORT_FILES = (
     "llm.json",
     "prevalence.json",
     "prevalence.md",
+    "test_predictions.parquet",
 )
 BEGIN, END = "<!-- results:{} -->", "<!-- /results:{} -->"
 
@@ -149,11 +150,14 @@ def _conformal_sentence(c: dict) -> str:
     )
 
 
-def compare_table(base_dir: Path, other_dir: Path) -> str:
+def compare_table(base_dir: Path, other_dir: Path, bootstrap: int = 1000, seed: int = 0) -> str:
     """Two saved runs on the same test set, model by model (those both benchmarked): macro-F1 and minority F1
-    of each with its bootstrap interval, and the difference. The runs' test predictions are not kept, so the
-    intervals are each run's own, not an interval of the difference: a difference inside both is not shown to
+    of each with its bootstrap interval, and the difference. When both runs kept their test predictions
+    (test_predictions.parquet) the difference gets a paired bootstrap interval (the same resampled rows for
+    both runs); otherwise only each run's own interval is known, and a difference inside both is not shown to
     be real."""
+    from commentclf.evaluation.benchmark import paired_difference
+
     base, other = (json.loads((d / "benchmark.json").read_text()) for d in (base_dir, other_dir))
     if base["test_size"] != other["test_size"]:
         raise ValueError(
@@ -162,8 +166,10 @@ def compare_table(base_dir: Path, other_dir: Path) -> str:
         )
     minority = base.get("minority_label", "minority")
     a, b = base_dir.name, other_dir.name
+    paired = paired_predictions(base_dir, other_dir)
+    how = f"the difference's paired 95 % bootstrap ({bootstrap} resamples)" if paired else "unpaired"
     lines = [
-        f"Test set: {base['test_size']} comments. Intervals: each run's 95 % bootstrap (unpaired).",
+        f"Test set: {base['test_size']} comments. Intervals: each run's 95 % bootstrap; Δ: {how}.",
         "",
         f"| model | macro-F1 {a} | macro-F1 {b} | Δ | {minority} F1 {a} | {minority} F1 {b} | Δ |",
         "|---|---|---|---|---|---|---|",
@@ -173,9 +179,39 @@ def compare_table(base_dir: Path, other_dir: Path) -> str:
         if name not in other["models"]:
             continue
         n = other["models"][name]
-        cells = [f"{_with_ci(m, k)} | {_with_ci(n, k)} | {n[k] - m[k]:+.3f}" for k in ("macro_f1", "minority_f1")]
+        if paired and name in paired:
+            gold, pred_a, pred_b = paired[name]
+            labels = sorted(set(gold) | set(pred_a) | set(pred_b))
+            d = paired_difference(gold, pred_b, pred_a, labels, minority, bootstrap, seed)
+            deltas = [
+                f"{d[k]:+.3f} [{d[k + '_ci'][0]:+.3f}, {d[k + '_ci'][1]:+.3f}]" for k in ("macro_f1", "minority_f1")
+            ]
+        else:
+            deltas = [f"{n[k] - m[k]:+.3f}" for k in ("macro_f1", "minority_f1")]
+        cells = [
+            f"{_with_ci(m, k)} | {_with_ci(n, k)} | {delta}" for k, delta in zip(("macro_f1", "minority_f1"), deltas)
+        ]
         lines.append(f"| {name} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
+
+
+def paired_predictions(base_dir: Path, other_dir: Path) -> dict[str, tuple[list, list, list]] | None:
+    """model -> (gold, base run's predictions, other run's) on the test rows both runs scored, matched by id;
+    None unless both runs kept test_predictions.parquet over the same rows with the same labels."""
+    import polars as pl
+
+    files = [d / "test_predictions.parquet" for d in (base_dir, other_dir)]
+    if not all(f.is_file() for f in files):
+        return None
+    base, other = (pl.read_parquet(f, columns=["model", "id", "label", "predicted"]) for f in files)
+    out = {}
+    for name in sorted(set(base["model"]) & set(other["model"])):
+        x = base.filter(pl.col("model") == name).sort("id")
+        y = other.filter(pl.col("model") == name).sort("id")
+        if x["id"].to_list() != y["id"].to_list() or x["label"].to_list() != y["label"].to_list():
+            raise ValueError(f"{base_dir} and {other_dir}: model {name} was tested on different rows or labels")
+        out[name] = (x["label"].to_list(), x["predicted"].to_list(), y["predicted"].to_list())
+    return out
 
 
 def _with_ci(model: dict, key: str) -> str:

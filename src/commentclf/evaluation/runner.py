@@ -164,9 +164,9 @@ def calibration_entry(c: Contender, proba: np.ndarray, rows: BenchmarkRows, labe
 
 def run_benchmark(
     cfg: Params, contenders: dict[str, Contender], files: ModelFiles, params: Path, rows: BenchmarkRows
-) -> tuple[dict, dict[str, list[str]], dict[str, list[dict]]]:
-    """The report (the JSON that later tooling reads), each model's test predictions and its reliability curve
-    (calibrated scores)."""
+) -> tuple[dict, dict[str, np.ndarray], dict[str, list[dict]]]:
+    """The report (the JSON that later tooling reads), each model's test probabilities (rows, labels; the
+    scores its predictions are the argmax of) and its reliability curve (calibrated scores)."""
     import torch
     from rich.console import Console
     from transformers import AutoTokenizer
@@ -191,7 +191,7 @@ def run_benchmark(
     if len(deployed_tokenizer) != len(tokenizer):  # onnx.trim_vocab: how the trimmed vocabulary covers test text
         report["vocab_coverage"] = coverage(tokenizer, deployed_tokenizer, texts, cfg.student.prefix)
     console = Console()
-    predictions, curves = {}, {}
+    predictions, probabilities, curves = {}, {}, {}
     for name, c in contenders.items():
 
         def with_threads(t, c=c):
@@ -218,7 +218,7 @@ def run_benchmark(
         if c.onnx is not None:
             entry["serve"] = serve_footprint(c.folder, params, texts[0])
         report["models"][name] = entry
-        predictions[name] = pred
+        predictions[name], probabilities[name] = pred, proba
         console.print(f"{name}: macro-F1 {entry['macro_f1']:.3f}, p50 1t {lat['p50_bs1_1t']:.1f} ms")
     torch.set_num_threads(all_threads)
     for name, c in contenders.items():  # the parity gate's measure, on the test texts
@@ -227,7 +227,7 @@ def run_benchmark(
             report["models"][name]["agreement_with_torch"] = float(same)
     report["comparisons"] = comparisons(report, predictions, gold, labels, cfg.minority_label, b.bootstrap, cfg.seed)
     report["conformal"] = conformal_entry(contenders[deployed], deployed_proba, rows, labels, b.conformal_alpha)
-    return report, predictions, curves
+    return report, probabilities, curves
 
 
 def conformal_entry(c: Contender, proba: np.ndarray, rows: BenchmarkRows, labels: list[str], alpha: float) -> dict:
