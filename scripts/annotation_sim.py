@@ -33,6 +33,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
+from commentclf.annotation.forecast import forecast
 from commentclf.annotation.suggest import SuggestInput, suggest
 from commentclf.assets.encoders import load_embedder
 from commentclf.assets.manifest import read_manifest
@@ -104,7 +105,15 @@ def main(
             model = fit(x, y, seed)
             curve = [{"labels_added": 0, **score(model)}]
             picked_minority, picked = 0, []
+            # what suggest would print before the first round (+all rounds) and before the last (+one batch)
+            checks = [(0, batch * rounds), (rounds - 1, batch)]
+            forecasts = []
             for r in range(rounds):
+                for at, added in checks:
+                    if r == at:
+                        one = cfg.suggest.forecast.model_copy(update={"added": [added]})
+                        made = forecast(x, y, minority, one, seed)
+                        forecasts.append({"made_at": batch * at, "added": added, "forecast": made})
                 data = SuggestInput(model.predict_proba(pool_x[left]), pool_x[left], x[y == minority])
                 picks, _ = suggest(data, s, seed * 100 + r)
                 chosen = left[picks]
@@ -120,6 +129,7 @@ def main(
                     "strategy": strategy,
                     "curve": curve,
                     "minority_share": picked_minority / (batch * rounds),
+                    "forecasts": [forecast_check(f, curve, batch) for f in forecasts],
                 }
             )
             labelled_sets[strategy, seed] = (train_idx, dev_idx, np.concatenate(picked))
@@ -217,9 +227,49 @@ def main(
             "setfit": setfit_gain,
         },
         "setfit_params": cfg.setfit.model_dump(),
+        # the forecast made before the last round (+one batch), checked against the gain that round brought;
+        # and the one made on the seed alone (+every round)
+        **forecast_summary(runs, batch, rounds, cfg.suggest.forecast.level),
+        "forecast_params": cfg.suggest.forecast.model_dump(),
         "runs": runs,
     }
     write_outputs(report, cfg.minority_label, out)
+
+
+def forecast_check(made: dict, curve: list[dict], batch: int) -> dict:
+    """The forecast's interval beside the gain the eval set measured over the same labels."""
+    start = curve[made["made_at"] // batch]
+    end = curve[(made["made_at"] + made["added"]) // batch]
+    out = {"made_at": made["made_at"], "added": made["added"]}
+    for metric, by_added in made["forecast"].gains.items():
+        gain, low, high = by_added[made["added"]]
+        measured = end[metric] - start[metric]
+        out[metric] = {"gain": gain, "low": low, "high": high, "measured": measured, "hit": low <= measured <= high}
+    return out
+
+
+def forecast_summary(runs: list[dict], batch: int, rounds: int, level: float) -> dict:
+    """Hit rate and mean interval width, over every strategy, seed and metric, of each forecast checkpoint."""
+
+    def summary(made_at: int) -> dict:
+        made = [c for r in runs for c in r["forecasts"] if c["made_at"] == made_at]
+        checks = [c[m] for c in made for m in ("macro_f1", "minority_f1")]
+        by_metric = {m: float(np.mean([c[m]["hit"] for c in made])) for m in ("macro_f1", "minority_f1")}
+        return {
+            "checks": len(checks),
+            "hit_rate": float(np.mean([c["hit"] for c in checks])),
+            "hit_rate_by_metric": by_metric,
+            "mean_width": float(np.mean([c["high"] - c["low"] for c in checks])),
+            "mean_abs_error": float(np.mean([abs(c["gain"] - c["measured"]) for c in checks])),
+        }
+
+    last = summary(batch * (rounds - 1))
+    return {
+        "forecast_level": level,
+        "forecast_hit_rate": last["hit_rate"],
+        "forecast_mean_width": last["mean_width"],
+        "forecast": {"before_last_round": last, "from_seed_all_rounds": summary(0)},
+    }
 
 
 def write_outputs(report: dict, minority: str, out: Path) -> None:

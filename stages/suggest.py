@@ -8,7 +8,11 @@ annotations import FILE`, `dvc repro`.
 
 With `suggest.review`, the labelled rows whose label the cross-fitted teachers doubt most also go out
 (review.json, review.csv; commentclf.annotation.review), their given label pre-selected and the teachers' guess
-beside it; `annotations import FILE --accept-corrections` applies the labels an annotator changed."""
+beside it; `annotations import FILE --accept-corrections` applies the labels an annotator changed.
+
+Beside the tasks it prints what the next labels are worth: the fast proxy's learning curve over the labelled
+rows (train and dev), extrapolated to `suggest.forecast.added` more labels with a bootstrap interval
+(commentclf.annotation.forecast)."""
 
 import json
 from pathlib import Path
@@ -18,6 +22,7 @@ import polars as pl
 import typer
 from rich.console import Console
 
+from commentclf.annotation.forecast import forecast
 from commentclf.annotation.label_studio import label_config, review_table, review_tasks, tasks, tasks_table
 from commentclf.annotation.review import rank_label_issues
 from commentclf.annotation.suggest import SuggestInput, margins, needs_embeddings, suggest
@@ -25,6 +30,7 @@ from commentclf.assets.encoders import load_embedder
 from commentclf.assets.manifest import read_manifest
 from commentclf.config import load_params
 from commentclf.data import read_split
+from commentclf.errors import DataError
 from commentclf.files import model_version, write_json
 from commentclf.seeding import seed_everything
 from commentclf.stage import run
@@ -47,13 +53,18 @@ def main(
     proba = pool.select(f"proba_{label}" for label in labels).to_numpy()
     texts = pool["text"].to_list()
     seed_rows = pl.concat([read_split(split_dir, "train"), read_split(split_dir, "dev")])
-    minority_texts = seed_rows.filter(pl.col("label") == cfg.minority_label)["text"].to_list()
-    if needs_embeddings(a):
-        embed = load_embedder(read_manifest(assets)["encoder"], prefix=cfg.student.prefix)
-        embeddings, minority_embeddings = embed(texts), embed(minority_texts)
-    else:
-        embeddings = minority_embeddings = np.zeros((len(texts), 0))
-    picks, by = suggest(SuggestInput(proba, embeddings, minority_embeddings), a, cfg.seed)
+    # the labelled rows' embeddings feed the forecast; the minority ones also the `minority` strategy
+    embed = load_embedder(read_manifest(assets)["encoder"], prefix=cfg.student.prefix)
+    labelled_x = embed(seed_rows["text"].to_list())
+    labelled_y = np.array([labels.index(y) for y in seed_rows["label"]])
+    minority = labels.index(cfg.minority_label)
+    embeddings = embed(texts) if needs_embeddings(a) else np.zeros((len(texts), 0))
+    picks, by = suggest(SuggestInput(proba, embeddings, labelled_x[labelled_y == minority]), a, cfg.seed)
+    try:
+        worth = forecast(labelled_x, labelled_y, minority, a.forecast, cfg.seed)
+    except DataError as e:  # too few labelled rows for a curve: the tasks still go out, the report says why
+        worth = None
+        skipped = str(e)
 
     guesses = [labels[i] for i in proba[picks].argmax(1)]
     scores = proba[picks].max(1).tolist()
@@ -77,11 +88,15 @@ def main(
         "mean_margin": float(margins(proba[picks]).mean()) if len(picks) else None,
         "pool_mean_margin": float(margins(proba).mean()) if len(texts) else None,
         "model_version": version,
+        "forecast": worth.to_json() if worth else {"skipped": skipped},
     }
     if a.review:
         report["review"] = write_review(pl.read_parquet(seed_oof), labels, a.review, version, out_dir)
     write_json(metrics, report)
-    Console().print(report)
+    console = Console()
+    console.print(report)
+    for line in worth.lines(cfg.minority_label) if worth else [f"no forecast: {skipped}"]:
+        console.print(line)
 
 
 def write_review(seed_oof: pl.DataFrame, labels: list[str], k: int, version: str, out_dir: Path) -> dict:

@@ -172,6 +172,14 @@ def test_suggestions_and_their_import(smoke_repo, tmp_path):
         (prediction,) = task["predictions"]
         assert prediction["result"][0]["value"]["choices"][0] in choices and 0 < prediction["score"] <= 1
         assert prediction["model_version"] == report["model_version"]
+    # what the next labels are worth: the proxy's learning curve over train + dev, with an interval per batch
+    worth = report["forecast"]
+    assert worth["labelled"] == sum(
+        pl.read_parquet(smoke_repo / f"data/split/{n}.parquet").height for n in ("train", "dev")
+    )
+    for metric in ("macro_f1", "minority_f1"):
+        assert set(worth[metric]) == {"100", "300"}
+        assert all(g["low"] <= g["gain"] <= g["high"] for g in worth[metric].values())
     # an annotator fills the CSV: the first three get a label, one of them conflicting with nothing
     csv = pl.read_csv(annotation / "tasks.csv")
     filled = csv.with_columns(pl.Series("label", ["pro_russia", "off_topic", "pro_ukraine"] + [None] * (len(csv) - 3)))
@@ -293,6 +301,15 @@ def test_benchmark_json_has_the_agreed_shape(smoke_repo):
         assert len(rows) == 44 and set(rows[0]) == {"actual", "predicted"}
     ensemble = json.loads((smoke_repo / "models/ensemble.json").read_text())
     assert set(ensemble) == {"labels", "teachers", "weights", "calibration", "prior_bias"}
+    # every model's test probabilities are kept (ids, no text), so two runs can be compared row by row
+    kept = pl.read_parquet(smoke_repo / "metrics/test_predictions.parquet")
+    assert "text" not in kept.columns and kept.height == 44 * len(report["models"])
+    for name, m in report["models"].items():
+        mine = kept.filter(pl.col("model") == name)
+        assert (
+            mine["id"].n_unique() == 44
+            and abs(float((mine["predicted"] == mine["label"]).mean()) - m["accuracy"]) < 1e-9
+        )
 
 
 def test_prevalence_json_scores_every_method_against_the_test_truth(smoke_repo):

@@ -395,6 +395,30 @@ class PrevalenceConfig(Section):
     by the student's class-weighted training)."""
 
 
+class ForecastConfig(Section):
+    added: list[int] = Field(min_length=1)
+    """Label counts to forecast the gain of (e.g. [100, 300]): "100 more labels: +x [lo, hi] points"."""
+    fractions: list[float] = Field(min_length=3)
+    """Shares of each fold's training rows the learning curve is measured at (three or more, the last 1.0)."""
+    folds: int = Field(ge=2)
+    """Cross-fitting folds of the labelled rows: every row is scored by a model that did not see it."""
+    shuffles: int = Field(ge=1)
+    """Training orders per fold: the curve's points average them, each bootstrap replicate draws one."""
+    bootstrap: int = Field(ge=20)
+    """Bootstrap replicates (rows and shuffles resampled, curve refitted) behind the interval."""
+    level: float = Field(gt=0, lt=1)
+    """The interval's coverage, e.g. 0.9 for the 5th to 95th percentile."""
+
+    @model_validator(mode="after")
+    def _check_fractions(self) -> ForecastConfig:
+        f = self.fractions
+        if any(b <= a for a, b in zip(f, f[1:])) or f[0] <= 0 or f[-1] != 1.0:
+            raise ValueError(f"suggest.forecast.fractions: increasing, above 0, ending at 1.0 (got {f})")
+        if any(k <= 0 for k in self.added):
+            raise ValueError(f"suggest.forecast.added: positive label counts (got {self.added})")
+        return self
+
+
 class SuggestConfig(Section):
     strategy: Literal["margin", "minority", "diverse", "mixed", "random"]
     """Which pool comments `suggest` offers for labelling. `margin`: the smallest gap between the ensemble's
@@ -413,6 +437,9 @@ class SuggestConfig(Section):
     """Labelled rows (train and dev) offered for a second look, those whose label the cross-fitted teachers
     doubt most (cleanlab; annotation/review.json and review.csv); 0: none. A changed label comes back through
     `commentclf annotations import --accept-corrections`."""
+    forecast: ForecastConfig
+    """What the next labels are worth: the fast proxy's learning curve over the labelled rows, extrapolated
+    (commentclf.annotation.forecast), printed beside the tasks and written to the suggest metrics."""
 
     @model_validator(mode="after")
     def _check_shares(self) -> SuggestConfig:
