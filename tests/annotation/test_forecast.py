@@ -3,7 +3,7 @@ import pytest
 
 from commentclf.annotation.forecast import f1_per_label, fit_power_law, forecast, power_law, stratified_order
 from commentclf.errors import DataError
-from tests.conftest import section
+from conftest import section
 
 
 def test_power_law_fit_recovers_known_parameters():
