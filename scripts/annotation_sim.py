@@ -11,8 +11,11 @@ pipeline's `seed_only` logreg) scores the unlabelled pool, a strategy picks `--b
 retrained and scored on the eval file (never a candidate). After the last round SetFit (the pipeline's
 `setfit` stage: `setfit.*` params, head C chosen on the seed's dev share) is trained on the same labels, for
 `random` and the strategy with the best logreg minority-F1 gain (`--setfit best`; `all`: every strategy, two
-and a half times the trainings; `none`). Writes annotation.json (curves, the share of the minority label
-among the suggested comments, `gain_vs_random` at the last round, for logreg and SetFit),
+and a half times the trainings; `none`). Before the first round and before the last, the `suggest` forecast
+(commentclf.annotation.forecast, `suggest.forecast.*`) of what the coming labels are worth is made on the labels
+so far and checked against the gain the eval file then measures. Writes annotation.json (curves, the share of
+the minority label among the suggested comments, `gain_vs_random` at the last round, for logreg and SetFit,
+`forecast_hit_rate` and `forecast_mean_width`),
 annotation_curve.csv (for `dvc plots`) and annotation_curve.png. `--picks-out DIR` also writes each run's
 chosen comments with the oracle's labels (`<strategy>_seed<k>.csv`), e.g. to run the whole pipeline on the seed
 plus those labels; keep DIR outside the repository when the data must stay out of it.
