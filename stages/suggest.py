@@ -22,7 +22,7 @@ import polars as pl
 import typer
 from rich.console import Console
 
-from commentclf.annotation.forecast import forecast
+from commentclf.annotation.forecast import forecast_report
 from commentclf.annotation.label_studio import label_config, review_table, review_tasks, tasks, tasks_table
 from commentclf.annotation.review import rank_label_issues
 from commentclf.annotation.suggest import SuggestInput, margins, needs_embeddings, suggest
@@ -30,7 +30,6 @@ from commentclf.assets.encoders import load_embedder
 from commentclf.assets.manifest import read_manifest
 from commentclf.config import load_params
 from commentclf.data import read_split
-from commentclf.errors import DataError
 from commentclf.files import model_version, write_json
 from commentclf.seeding import seed_everything
 from commentclf.stage import run
@@ -60,11 +59,7 @@ def main(
     minority = labels.index(cfg.minority_label)
     embeddings = embed(texts) if needs_embeddings(a) else np.zeros((len(texts), 0))
     picks, by = suggest(SuggestInput(proba, embeddings, labelled_x[labelled_y == minority]), a, cfg.seed)
-    try:
-        worth = forecast(labelled_x, labelled_y, minority, a.forecast, cfg.seed)
-    except DataError as e:  # too few labelled rows for a curve: the tasks still go out, the report says why
-        worth = None
-        skipped = str(e)
+    worth, worth_lines = forecast_report(labelled_x, labelled_y, minority, cfg.minority_label, a.forecast, cfg.seed)
 
     guesses = [labels[i] for i in proba[picks].argmax(1)]
     scores = proba[picks].max(1).tolist()
@@ -88,14 +83,14 @@ def main(
         "mean_margin": float(margins(proba[picks]).mean()) if len(picks) else None,
         "pool_mean_margin": float(margins(proba).mean()) if len(texts) else None,
         "model_version": version,
-        "forecast": worth.to_json() if worth else {"skipped": skipped},
+        "forecast": worth,
     }
     if a.review:
         report["review"] = write_review(pl.read_parquet(seed_oof), labels, a.review, version, out_dir)
     write_json(metrics, report)
     console = Console()
     console.print(report)
-    for line in worth.lines(cfg.minority_label) if worth else [f"no forecast: {skipped}"]:
+    for line in worth_lines:
         console.print(line)
 
 

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from commentclf.annotation.forecast import f1_per_label, fit_power_law, forecast, power_law, stratified_order
+from commentclf.annotation.forecast import (
+    f1_per_label,
+    fit_power_law,
+    forecast,
+    forecast_report,
+    power_law,
+    stratified_order,
+)
 from commentclf.errors import DataError
 from conftest import section
 
@@ -70,3 +77,6 @@ def test_forecast_says_which_label_is_too_small():
     y[:3] = 1  # three rows of label 1: fewer than the five folds
     with pytest.raises(DataError, match="at least 5 labelled rows"):
         forecast(x, y, minority=1, cfg=section("suggest").forecast, seed=0)
+    # the suggest stage goes on without a forecast and says why
+    block, lines = forecast_report(x, y, 1, "rare", section("suggest").forecast, seed=0)
+    assert "at least 5 labelled rows" in block["skipped"] and lines[0].startswith("no forecast: ")

@@ -191,3 +191,15 @@ def forecast(x: np.ndarray, y: np.ndarray, minority: int, cfg: ForecastConfig, s
         for m, metric in enumerate(METRICS)
     }
     return Forecast(total, result, cfg.level, failed)
+
+
+def forecast_report(
+    x: np.ndarray, y: np.ndarray, minority: int, minority_name: str, cfg: ForecastConfig, seed: int
+) -> tuple[dict, list[str]]:
+    """`suggest`'s forecast block and the lines it prints. Too few labelled rows for a curve do not stop the
+    stage (the tasks still go out): the block then says why there is no forecast."""
+    try:
+        made = forecast(x, y, minority, cfg, seed)
+    except DataError as e:
+        return {"skipped": str(e)}, [f"no forecast: {e}"]
+    return made.to_json(), made.lines(minority_name)
