@@ -48,6 +48,16 @@ def test_every_prefix_of_the_stratified_order_keeps_the_label_mix():
         assert np.abs(counts - np.array([0.6, 0.3, 0.1]) * k).max() <= 1
 
 
+def test_curve_sizes_are_the_training_rows_whatever_the_shuffles():
+    from commentclf.annotation.forecast import learning_curve
+
+    x, y = blobs(200, 0)
+    for shuffles in (1, 3):
+        cfg = section("suggest").forecast.model_copy(update={"shuffles": shuffles})
+        sizes = learning_curve(x, y, cfg, seed=0).sizes  # 5 folds: 160 training rows each at 100 %
+        assert sizes == pytest.approx(np.array(cfg.fractions) * 160, abs=1)
+
+
 def blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Three overlapping Gaussian classes in 20 dimensions (one rare): a model that gains from more rows."""
     rng = np.random.default_rng(seed)

@@ -1,7 +1,7 @@
 """What the next batch of labels is worth: the fast proxy's learning curve, extrapolated.
 
-The proxy is the `seed_only` model (frozen e5 embeddings + class-balanced logistic regression): cheap enough to
-refit a few dozen times, and what the simulated loop retrains every round. Its learning curve comes from the
+The proxy is frozen e5 embeddings + a class-balanced logistic regression (as `seed_only_logreg`): cheap enough
+to refit a few dozen times, and what the simulated loop retrains every round. Its learning curve comes from the
 labelled rows alone, so it needs no test set: k-fold cross-fitting where each fold's model is trained on
 nested, stratified prefixes of the other folds' rows (several sizes, several shuffles), so that every size has
 an out-of-fold prediction for every labelled row. An inverse power law f(n) = a - b * n^(-c) (Figueroa et al.
@@ -99,7 +99,7 @@ def learning_curve(x: np.ndarray, y: np.ndarray, cfg: ForecastConfig, seed: int)
                 rows = order[: max(n_labels * 2, int(round(fraction * len(order))))]
                 model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000, random_state=seed)
                 predictions[i, shuffle, held_out] = model.fit(x[rows], y[rows]).predict(x[held_out])
-                train_sizes[i] += len(rows) / cfg.folds
+                train_sizes[i] += len(rows) / (cfg.folds * cfg.shuffles)  # the mean over folds and shuffles
     return LearningCurve(train_sizes, predictions)
 
 
@@ -140,15 +140,13 @@ class Forecast:
 
 def forecast(x: np.ndarray, y: np.ndarray, minority: int, cfg: ForecastConfig, seed: int) -> Forecast:
     """The expected gain of the proxy's macro-F1 and `minority` F1 from `cfg.added` more labels, with a
-    bootstrap interval at `cfg.level`. `x`: (N, dim) embeddings of the labelled rows, `y`: their label indices."""
+    prediction interval at `cfg.level`. `x`: (N, dim) embeddings of the labelled rows, `y`: their label indices."""
     y = np.asarray(y)
     n_labels = int(y.max()) + 1
     curve = learning_curve(x, y, cfg, seed)
     rng = np.random.default_rng(seed)
     total = len(y)
     targets = total + np.array([0, *cfg.added], dtype=float)
-    sizes = range(len(curve.sizes))
-
     steps = np.diff(curve.sizes)
 
     def gains(rows: np.ndarray, shuffles: list[int], luck: bool) -> np.ndarray | None:
@@ -156,7 +154,7 @@ def forecast(x: np.ndarray, y: np.ndarray, minority: int, cfg: ForecastConfig, s
         f1 = np.array(
             [
                 np.mean([f1_per_label(y[rows], curve.predictions[i, s, rows], n_labels) for s in shuffles], 0)
-                for i in sizes
+                for i in range(len(curve.sizes))
             ]
         )
         out = []
