@@ -21,6 +21,7 @@ from commentclf.evaluation.runner import BenchmarkRows, ModelFiles, load_contend
 from commentclf.files import write_json
 from commentclf.seeding import seed_everything
 from commentclf.stage import run
+from commentclf.teachers.server import AnswerCache, server_teacher
 from commentclf.tracking import log_confusions, log_reliability
 
 
@@ -39,6 +40,7 @@ def main(
     table: Path = typer.Option(..., help="the report as a markdown table"),
     predictions: Path = typer.Option(..., help="every model's test probabilities (parquet, no text)"),
     live_dir: Path = typer.Option(..., help="DVCLive folder of the confusion matrices"),
+    server_cache: Path = typer.Option(..., help="the llm_server teacher's answers to test and calib rows (SQLite)"),
 ) -> None:
     cfg = load_params(params)
     seed_everything(cfg.seed)
@@ -47,7 +49,12 @@ def main(
         test["text"].to_list(), test["label"].to_list(), calib["text"].to_list(), calib["label"].to_list()
     )
     files = ModelFiles(assets, setfit_dir, llm_dir, teachers_file, ensemble_file, seed_only_dir, student_dir, onnx_dir)
-    contenders = load_contenders(cfg, files, torch.get_num_threads())
+    AnswerCache(server_cache).close()  # a DVC output kept across runs: it exists, empty, when no server teaches
+    server = None
+    if "llm_server" in cfg.label.teachers:  # the same k-shot examples as llm_label's, from the same train rows
+        train = read_split(split_dir, "train")
+        server = server_teacher(train["text"].to_list(), train["label"].to_list(), cfg, server_cache)
+    contenders = load_contenders(cfg, files, torch.get_num_threads(), server)
     report, probabilities, curves = run_benchmark(cfg, contenders, files, params, rows)
     write_json(metrics, report)
     predictions_table(test["id"].to_list(), rows.gold, probabilities, cfg.label_names).write_parquet(predictions)

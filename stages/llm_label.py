@@ -5,6 +5,8 @@ answers near chance, so the ensemble is the cheap teachers and SetFit; list `llm
 teachers.labelling). Writes the ensemble (a JSON model file), the cheap teachers refitted on the whole seed,
 the pseudo-labelled pool (id, text, label, confidence, kept, <teacher>_label, proba_<label>) and a report of
 every teacher and the ensemble on their out-of-fold seed rows; with label.gold, against the pool's true labels.
+With `llm_server` listed, an LLM behind an OpenAI-compatible server is a teacher too (label.server); its answers
+are cached in `--server-cache`, so a rerun asks only what is missing.
 """
 
 import time
@@ -22,6 +24,7 @@ from commentclf.stage import run
 from commentclf.teachers.cheap import save_teachers
 from commentclf.teachers.ensemble import pseudo_label_accuracy
 from commentclf.teachers.labelling import LabellingRows, label_pool, score
+from commentclf.teachers.server import AnswerCache
 
 
 def main(
@@ -35,6 +38,7 @@ def main(
     out: Path = typer.Option(..., help="pseudo-labelled pool rows (parquet)"),
     recipe_out: Path = typer.Option(..., help="how the student learns from them (JSON; label.recipe)"),
     seed_oof: Path = typer.Option(..., help="the seed rows' out-of-fold probabilities (parquet; suggest's review)"),
+    server_cache: Path = typer.Option(..., help="the llm_server teacher's answers (SQLite, kept across runs)"),
     metrics: Path = typer.Option(..., help="teachers side by side, weights, pool class mix (JSON)"),
 ) -> None:
     cfg = load_params(params)
@@ -42,7 +46,9 @@ def main(
     start = time.perf_counter()
     splits = (read_split(split_dir, name) for name in ("train", "dev", "pool"))
     rows = LabellingRows.from_splits(*splits, cfg)
-    labelled = label_pool(rows, score(rows, cfg, read_manifest(assets)["encoder"], setfit_dir, llm_dir), cfg)
+    AnswerCache(server_cache).close()  # a DVC output kept across runs: it exists, empty, when no server teaches
+    scores = score(rows, cfg, read_manifest(assets)["encoder"], setfit_dir, llm_dir, server_cache)
+    labelled = label_pool(rows, scores, cfg)
     labelled.ensemble.save(ensemble_out)
     save_teachers(labelled.cheap_teachers, teachers_out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +67,8 @@ def main(
     console.print({k: result[k] for k in ("weights", "rows_labelled", "rows_kept", "class_mix")})
     console.print({"recipe": result["recipe"]["chosen"]})
     console.print({name: round(r["macro_f1"], 3) for name, r in result["out_of_fold"].items()})
+    if "llm_server" in result:
+        console.print({"llm_server": result["llm_server"]})
     if cfg.label.gold:
         console.print({n: r and round(r["accuracy"], 3) for n, r in accuracy["all_rows"].items()})
 

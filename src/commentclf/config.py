@@ -178,15 +178,55 @@ class LLMConfig(Section):
     """Label given when a generated answer cannot be parsed; null = the most frequent training label."""
 
 
+class LabelServerConfig(Section):
+    """The `llm_server` teacher: any OpenAI-compatible server (llama.cpp, vLLM, Ollama, a hosted API)."""
+
+    base_url: str = Field(pattern=r"^https?://")
+    """The server's OpenAI-compatible root, e.g. http://127.0.0.1:8080/v1 (the stage appends /models,
+    /completions, /chat/completions). A non-loopback address means the comments leave this machine: the
+    stage says so once."""
+    model: str = Field(min_length=1)
+    """The served model's name; checked against the server's /models list before the first comment."""
+    api_key_env: str | None
+    """Name of the environment variable that holds the API key (sent as a Bearer token); null = no key. The
+    key itself never appears in params, dvc.lock, logs or metrics."""
+    endpoint: Literal["completions", "chat"]
+    """`completions`: the project's prompt ends with the answer's opening `{"label": "`, so the first token
+    the server writes is the label's answer word (llama.cpp, vLLM, Ollama). `chat`: the same prompt as one
+    user message, for chat-only APIs; the answer word's token is found in the reply."""
+    shots: int = Field(ge=0)
+    """Examples per label shown before the comment (k-shot), drawn from the train rows only, so the dev rows
+    stay out-of-fold and the ensemble's weights stay honest; 0 = zero-shot."""
+    top_logprobs: int = Field(ge=1, le=20)
+    """Alternatives asked for at the answer token; a label's probability is the mass of the tokens that
+    begin its answer word."""
+    samples: int = Field(ge=1)
+    """Where the server returns no logprobs: answers sampled per comment (temperature 1), the probabilities
+    being their label counts."""
+    concurrency: int = Field(ge=1)
+    """Requests in flight at once."""
+    timeout_s: float = Field(gt=0)
+    """Seconds one request may take before it counts as a timeout."""
+    retries: int = Field(ge=0)
+    """Further tries of a request that timed out, got 429 or 5xx, or gave no readable answer."""
+    backoff_s: float = Field(ge=0)
+    """Wait before the first retry; doubled at each further one (a Retry-After header wins)."""
+    max_failures: float = Field(ge=0, le=1)
+    """Share of the comments asked that may end as the fallback (a uniform row) before the stage stops."""
+
+
 class LabelConfig(Section):
     max_pool: int | None = Field(ge=1)
     """At most this many pool comments are labelled (the first by id, a stable pseudo-random order);
     null = the whole pool."""
-    teachers: list[Literal["logreg", "tfidf", "spread", "setfit", "llm"]] = Field(min_length=1)
+    teachers: list[Literal["logreg", "tfidf", "spread", "setfit", "llm", "llm_server"]] = Field(min_length=1)
     """The teachers pooled into pseudo-labels. `logreg` (frozen e5 + logistic regression), `tfidf` (word and
     character n-grams + logistic regression) and `spread` (label spreading over the e5 graph of seed and
     pool) are cross-fitted over train+dev in seconds; `setfit` and `llm` are the pipeline's models (only
-    dev is out-of-fold for them, and the LLM scores every pool row: slow on CPU)."""
+    dev is out-of-fold for them, and the LLM scores every pool row: slow on CPU). `llm_server`: an LLM behind
+    an OpenAI-compatible server (`label.server`), out-of-fold on dev like them."""
+    server: LabelServerConfig
+    """The `llm_server` teacher's server, prompt and limits (read only when `teachers` lists it)."""
     folds: int = Field(ge=2)
     """Cross-fitting folds over train+dev (lowered to the rarest label's count when that is smaller)."""
     logreg_c: float = Field(gt=0)
@@ -231,6 +271,13 @@ class LabelConfig(Section):
     gold: str | None
     """Optional labelled file covering pool texts (e.g. RUW labeled.csv), used only to report the accuracy
     of the pseudo-labels; never for training or selection."""
+
+    @model_validator(mode="after")
+    def _check_server_engine(self) -> LabelConfig:
+        if "llm_server" in self.teachers and self.engine == "ray":
+            # the server already spreads the work; one client keeps one cache, one count of requests and failures
+            raise ValueError("label.engine: `llm_server` runs on the local engine (the server is the parallel part)")
+        return self
 
 
 class StudentConfig(Section):

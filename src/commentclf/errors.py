@@ -32,3 +32,7 @@ class VocabError(CommentclfError, RuntimeError):
 
 class EngineError(CommentclfError, RuntimeError):
     """A processing engine is missing or failed (e.g. Ray without the `ray` extra)."""
+
+
+class ServerError(CommentclfError, RuntimeError):
+    """An LLM server (label.server) cannot be used: unreachable, the wrong model, a refused key, too many failures."""

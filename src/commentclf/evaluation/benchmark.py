@@ -209,10 +209,11 @@ def model_entry(
     minority: str,
     n_boot: int,
     seed: int,
-    latency: dict,
-    throughput_per_s: float,
-    size_mb: float,
+    latency: dict | None,
+    throughput_per_s: float | None,
+    size_mb: float | None,
 ) -> dict:
+    """Quality with intervals, and speed and size; None where the model is served elsewhere (llm_server)."""
     r = classification_report(gold, pred, labels, minority)
     macro_ci, minority_ci = bootstrap_ci(gold, pred, labels, minority, n_boot, seed)
     return {
@@ -258,12 +259,17 @@ def markdown(report: dict, labels: list[str], minority: str) -> str:
     for name, m in report["models"].items():
         lat = m["latency_ms"]
         size = "n/a" if m["size_mb"] is None else f"{m['size_mb']:.1f}"
+        speed = (
+            f"{lat['p50_bs1_1t']:.1f} / {lat['p95_bs1_1t']:.1f} | {lat['p50_bs1']:.1f} / {lat['p95_bs1']:.1f} "
+            f"| {m['throughput_per_s']:.1f}"
+            if lat
+            else "served | served | see label.json"
+        )
         lines.append(
             f"| {name} | {m['accuracy']:.3f} "
             f"| {m['macro_f1']:.3f} [{m['macro_f1_ci'][0]:.2f}, {m['macro_f1_ci'][1]:.2f}] "
             f"| {m['minority_f1']:.3f} [{m['minority_f1_ci'][0]:.2f}, {m['minority_f1_ci'][1]:.2f}] "
-            f"| {lat['p50_bs1_1t']:.1f} / {lat['p95_bs1_1t']:.1f} | {lat['p50_bs1']:.1f} / {lat['p95_bs1']:.1f} "
-            f"| {m['throughput_per_s']:.1f} | {size} |"
+            f"| {speed} | {size} |"
         )
     lines += ["", "Per-class F1:", "", "| model | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     for name, m in report["models"].items():

@@ -58,6 +58,9 @@ class Contender:
     uncalibrated: Callable[[list[str]], np.ndarray] | None = None
     """A model that ships its own calibration (the ensemble): its scores without it. The benchmark then
     reports the shipped calibration as it is, rather than fitting a temperature over it."""
+    remote: bool = False
+    """Served elsewhere (the llm_server teacher) and its answers cached: no latency, throughput or size here
+    (its rows/s are in metrics/label.json)."""
 
 
 def onnx_folders(cfg: Params, onnx_dir: Path) -> dict[str, Path]:
@@ -70,7 +73,10 @@ def deployed_name(cfg: Params) -> str:
     return f"student_onnx_int8_{cfg.onnx.scheme}"
 
 
-def load_contenders(cfg: Params, files: ModelFiles, all_threads: int) -> dict[str, Contender]:
+def load_contenders(
+    cfg: Params, files: ModelFiles, all_threads: int, server: Callable[[list[str]], np.ndarray] | None = None
+) -> dict[str, Contender]:
+    """Every model under test; `server` is the llm_server teacher when the ensemble lists it."""
     import joblib
 
     b, s, labels = cfg.benchmark, cfg.student, cfg.label_names
@@ -90,7 +96,12 @@ def load_contenders(cfg: Params, files: ModelFiles, all_threads: int) -> dict[st
 
     def ensemble_p(batch, model=ensemble):
         probas = score_teachers(
-            ensemble.teachers, batch, fitted_teachers, embed, {"setfit": setfit_p, "llm": llm_p}, len(labels)
+            ensemble.teachers,
+            batch,
+            fitted_teachers,
+            embed,
+            {"setfit": setfit_p, "llm": llm_p, "llm_server": server},
+            len(labels),
         )
         return model.predict_proba(probas)
 
@@ -111,6 +122,8 @@ def load_contenders(cfg: Params, files: ModelFiles, all_threads: int) -> dict[st
             torch_p(*load_student(folder)), b.latency_runs, size_mb(folder / "model.safetensors")
         )
     contenders["llm"] = Contender(llm_p, b.llm_latency_runs, size_mb(manifest["llm"], files.llm))
+    if server is not None:
+        contenders["llm_server"] = Contender(server, 0, None, remote=True)
     ensemble_runs = b.llm_latency_runs if "llm" in ensemble.teachers else b.latency_runs
     contenders["ensemble"] = Contender(
         ensemble_p, ensemble_runs, size_mb(*ensemble_parts), uncalibrated=lambda x: ensemble_p(x, raw)
@@ -204,13 +217,15 @@ def run_benchmark(
         if name == deployed:
             deployed_proba = proba  # its conformal sets below read the same scores
         pred = [labels[i] for i in proba.argmax(1)]
-        lat = {}
-        for t, suffix in ((1, "_1t"), (all_threads, "")):
-            fn = with_threads(t)
-            lat[f"p50_bs1{suffix}"], lat[f"p95_bs1{suffix}"] = latency_ms(
-                lambda x, fn=fn: fn([x]), texts, c.latency_runs
-            )
-        tput = throughput(with_threads(all_threads), texts, b.throughput_batch)
+        lat, tput = None, None
+        if not c.remote:
+            lat = {}
+            for t, suffix in ((1, "_1t"), (all_threads, "")):
+                fn = with_threads(t)
+                lat[f"p50_bs1{suffix}"], lat[f"p95_bs1{suffix}"] = latency_ms(
+                    lambda x, fn=fn: fn([x]), texts, c.latency_runs
+                )
+            tput = throughput(with_threads(all_threads), texts, b.throughput_batch)
         entry = model_entry(gold, pred, labels, cfg.minority_label, b.bootstrap, cfg.seed, lat, tput, c.size_mb)
         torch.set_num_threads(all_threads)
         calibration, curves[name] = calibration_entry(c, proba, rows, labels)
@@ -219,7 +234,9 @@ def run_benchmark(
             entry["serve"] = serve_footprint(c.folder, params, texts[0])
         report["models"][name] = entry
         predictions[name], probabilities[name] = pred, proba
-        console.print(f"{name}: macro-F1 {entry['macro_f1']:.3f}, p50 1t {lat['p50_bs1_1t']:.1f} ms")
+        console.print(
+            f"{name}: macro-F1 {entry['macro_f1']:.3f}" + (f", p50 1t {lat['p50_bs1_1t']:.1f} ms" if lat else "")
+        )
     torch.set_num_threads(all_threads)
     for name, c in contenders.items():  # the parity gate's measure, on the test texts
         if c.onnx is not None:

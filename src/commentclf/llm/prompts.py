@@ -86,6 +86,12 @@ def _label_lines(labels: list[Label], answers: dict[str, str]) -> str:
     return "\n".join(f"- {answers.get(label.name, label.name)} : {label.description}" for label in labels)
 
 
+# Every classification template ends its prefix with this header, so examples can be chained before the comment.
+COMMENT_HEADER = "### Comment:\n"
+# What the answer opens with; a prompt ending with it makes the label's answer word the next token.
+ANSWER_START = '{"label": "'
+
+
 @dataclass(frozen=True)
 class ClassificationPrompt:
     prefix: str
@@ -93,6 +99,14 @@ class ClassificationPrompt:
 
     def full(self, text: str) -> str:
         return self.prefix + text + self.suffix
+
+    def with_examples(self, examples: list[tuple[str, str]]) -> ClassificationPrompt:
+        """The same prompt with answered examples (text, answer word) between the instruction and the comment
+        (k-shot): each is a comment block followed by its answer, in the format the model is asked for."""
+        shown = "".join(
+            text + self.suffix + label_completion(answer) + "\n\n" + COMMENT_HEADER for text, answer in examples
+        )
+        return ClassificationPrompt(self.prefix + shown, self.suffix)
 
 
 def classification_prompt(

@@ -7,7 +7,8 @@ correction) is fitted on those out-of-fold rows. Every teacher and the ensemble 
 out-of-fold seed rows side by side.
 
 The row scoring (e5 embeddings, SetFit and LLM probabilities) runs in this process or, with `label.engine:
-ray`, on Ray Data actors (`scoring`, `ray_scoring`): same parts, same numbers.
+ray`, on Ray Data actors (`scoring`, `ray_scoring`): same parts, same numbers. The `llm_server` teacher
+(`server`) runs on the local engine, its answers cached across runs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from commentclf.teachers.cheap import CHEAP_TEACHERS, fit_cheap_teacher, full_pr
 from commentclf.teachers.ensemble import Ensemble
 from commentclf.teachers.recipe import Recipe, build_replays, choose_recipe
 from commentclf.teachers.scoring import RowScorer, score_rows
+from commentclf.teachers.server import server_teacher
 
 
 @dataclass
@@ -61,6 +63,8 @@ class RowScores:
     arrays: dict[str, np.ndarray]
     engine: str
     seconds: float
+    server: dict | None = None
+    """The llm_server teacher's requests, cache hits, failures by kind, tokens and rows/s (when listed)."""
 
 
 @dataclass
@@ -80,11 +84,18 @@ class PoolLabels:
     report: dict
 
 
-def score(rows: LabellingRows, cfg: Params, encoder: str, setfit_dir: Path, llm_dir: Path) -> RowScores:
+def score(
+    rows: LabellingRows, cfg: Params, encoder: str, setfit_dir: Path, llm_dir: Path, server_cache: Path
+) -> RowScores:
     """The heavy part, on either engine: the e5 embedding of every seed and pool row, and the model teachers'
     probabilities of the dev and pool rows."""
     lc, texts = cfg.label, rows.texts
     start = time.perf_counter()
+    server = None
+    if "llm_server" in lc.teachers:
+        train = ~rows.is_dev
+        texts_train = [t for t, keep in zip(rows.seed_texts, train) if keep]
+        server = server_teacher(texts_train, [cfg.label_names[y] for y in rows.y[train]], cfg, server_cache)
     if lc.engine == "ray":
         from commentclf.ray_engine import RayOptions
         from commentclf.teachers.ray_scoring import score_rows_ray
@@ -92,8 +103,10 @@ def score(rows: LabellingRows, cfg: Params, encoder: str, setfit_dir: Path, llm_
         opts = RayOptions(address=lc.ray_address, actors=lc.ray_actors, threads=lc.ray_threads)
         arrays = score_rows_ray(cfg, encoder, setfit_dir, llm_dir, texts, rows.needs_models, opts)
     else:
-        arrays = score_rows(RowScorer(cfg, encoder, setfit_dir, llm_dir), texts, rows.needs_models, lc.part_rows)
-    return RowScores(arrays, lc.engine, time.perf_counter() - start)
+        scorer = RowScorer(cfg, encoder, setfit_dir, llm_dir, server=server)
+        arrays = score_rows(scorer, texts, rows.needs_models, lc.part_rows)
+    server_stats = server.stats.as_dict() if server else None
+    return RowScores(arrays, lc.engine, time.perf_counter() - start, server_stats)
 
 
 def label_pool(rows: LabellingRows, scores: RowScores, cfg: Params) -> PoolLabels:
@@ -172,5 +185,6 @@ def label_pool(rows: LabellingRows, scores: RowScores, cfg: Params) -> PoolLabel
             "seconds": round(scores.seconds, 1),
             "rows_per_s": round((n_seed + len(pseudo)) / scores.seconds, 1),
         },
+        **({"llm_server": scores.server} if scores.server else {}),
     }
     return PoolLabels(ensemble, recipe, fitted, pseudo, seed_oof, result)

@@ -1,6 +1,6 @@
 """What `llm_label` computes row by row, on either engine: the e5 embedding of every row (the input of the
 cheap teachers, which are fitted afterwards in the stage's process) and the probabilities of the model
-teachers (setfit, llm) for the rows that need them.
+teachers (setfit, llm, llm_server) for the rows that need them.
 
 Both engines call the same `RowScorer` on the same parts of `label.part_rows` rows: the local engine one part
 after another in the stage's process (`score_rows`), the Ray engine on a pool of actors
@@ -10,6 +10,7 @@ mean equal batches, and the two engines give the same numbers up to float roundi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from rich.progress import track
 from commentclf.assets.encoders import load_embedder
 from commentclf.config import Params
 
-MODEL_TEACHERS = ("setfit", "llm")
+MODEL_TEACHERS = ("setfit", "llm", "llm_server")
 """Teachers that are models of the pipeline's own stages, scored row by row (the rest are fitted here)."""
 
 
@@ -27,7 +28,15 @@ class RowScorer:
     texts, it returns {"embedding": (n, dim), <teacher>: (n, labels)}, the teachers' rows NaN where
     `needs_models` is False (the train rows they were trained on, which are not out-of-fold)."""
 
-    def __init__(self, cfg: Params, encoder: str, setfit_dir: Path, llm_dir: Path, threads: int | None = None):
+    def __init__(
+        self,
+        cfg: Params,
+        encoder: str,
+        setfit_dir: Path,
+        llm_dir: Path,
+        threads: int | None = None,
+        server: Callable[[list[str]], np.ndarray] | None = None,
+    ):
         if threads:  # a Ray actor: its share of the cores, not all of them
             import torch
 
@@ -45,6 +54,8 @@ class RowScorer:
 
             llm = load_llm(llm_dir, quantize=cfg.llm.quantize)
             self.teachers["llm"] = lambda texts: llm.score(texts, cfg.llm.score_batch_size)
+        if "llm_server" in cfg.label.teachers:  # built by the caller: it holds the few-shot rows and the cache
+            self.teachers["llm_server"] = server
 
     def __call__(self, texts: list[str], needs_models: np.ndarray) -> dict[str, np.ndarray]:
         scores = {"embedding": self.embed(texts)}
