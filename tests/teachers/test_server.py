@@ -177,7 +177,9 @@ def test_a_failing_answer_is_retried_then_a_counted_uniform_row(fake, tmp_path, 
     assert stats["failures"] == {kind: 1} and stats["retries"] == 2 and stats["failed_rows"] == 1
     # the first try and two retries; an unreadable answer token is followed by 5 sampled answers each time
     assert len(server.posts) == (3 * 6 if kind == "unparsable" else 3)
-    assert teacher(cfg, tmp_path).cache.get("tiny", t.prompt_hash, ["x"]) == {}  # failures are not cached
+    # a transient failure is asked again next run; an answer unreadable at every try is the model's, and kept
+    kept = teacher(cfg, tmp_path).cache.get("tiny", t.prompt_hash, [text_id("a comment")])
+    assert kept == ({text_id("a comment"): ([1 / 3] * 3, "unparsable")} if kind == "unparsable" else {})
 
 
 def test_a_429_then_an_answer_counts_as_answered(fake, tmp_path):

@@ -9,7 +9,8 @@ answers the project's classification prompt (commentclf.llm.prompts), zero- or k
   crash or a bigger pool asks only what is missing, and a killed run resumes.
 * Timeouts, 429, 5xx, dropped connections and unreadable answers are retried with backoff, then become a
   uniform row counted by kind (the ensemble weighs this teacher by its out-of-fold log-loss like any other);
-  past `max_failures` the stage stops. A wrong URL, key or model name stops it before the first comment.
+  an answer unreadable at every try is the model's and is cached, the transient kinds are asked again next
+  run. Past `max_failures` the stage stops. A wrong URL, key or model name stops it before the first comment.
 """
 
 from __future__ import annotations
@@ -131,7 +132,12 @@ class ServerStats:
     requests: int = 0
     retries: int = 0
     failures: Counter = field(default_factory=Counter)
+    """Comments asked this run that ended as the uniform fallback, by kind (the last try's)."""
     source: Counter = field(default_factory=Counter)
+    """Comments answered this run, by where their probabilities came from (logprobs, samples)."""
+    cached_source: Counter = field(default_factory=Counter)
+    """Comments answered from the cache, by the same sources (`unparsable`: the fallback, kept because the
+    model gave no readable answer in any try; transient failures are not kept and are asked again)."""
     tokens_in: int = 0
     tokens_out: int = 0
     seconds: float = 0.0
@@ -146,6 +152,7 @@ class ServerStats:
             "failures": dict(self.failures),
             "failed_rows": sum(self.failures.values()),
             "probability_source": dict(self.source),
+            "cache_hits_by_source": dict(self.cached_source),
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "seconds": round(self.seconds, 1),
@@ -215,6 +222,7 @@ class ServerTeacher:
         for i, tid in enumerate(ids):
             if tid in cached:
                 out[i] = cached[tid][0]
+                self.stats.cached_source[cached[tid][1]] += 1
             else:
                 todo.setdefault(tid, []).append(i)
         self.stats.rows += len(texts)
@@ -231,6 +239,8 @@ class ServerTeacher:
                 if proba is None:
                     self.stats.failures[source] += 1
                     failed += 1
+                    if source == "unparsable":  # the model's own answer, every try: kept, so a rerun does not ask
+                        self.cache.put(self.cfg.model, self.prompt_hash, tid, out[todo[tid][0]].tolist(), source)
                     if failed > allowed:
                         raise ServerError(self._too_many_failures(len(todo)))
                     continue
