@@ -63,18 +63,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(gguf: Path, port: int, alias: str, log: Path, threads: int = 2, ctx: int = 2048) -> subprocess.Popen:
-    """Start the server on 127.0.0.1:`port` (its output to `log`) and wait until it lists its model."""
+def start(
+    gguf: Path, port: int, alias: str, log: Path, threads: int = 2, ctx: int = 2048, api_key: str | None = None
+) -> subprocess.Popen:
+    """Start the server on 127.0.0.1:`port` (its output to `log`) and wait until it lists its model. With
+    `api_key`, every request must carry it as a Bearer token."""
     cmd = [str(ensure_venv()), "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads), "--n_ctx", str(ctx)]
-    cmd += ["--verbose", "False"]
+    cmd += ["--verbose", "False"] + (["--api_key", api_key] if api_key else [])
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the llama.cpp server exited ({proc.returncode}): {log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=headers, timeout=2).status_code == 200:
                 return proc
         except httpx.HTTPError:
             pass

@@ -27,9 +27,9 @@ ALIAS = "smollm2-135m-instruct"
 
 
 class Served:
-    def __init__(self, tmp: Path, name: str):
+    def __init__(self, tmp: Path, name: str, api_key: str | None = None):
         self.port, self.log = free_port(), tmp / f"{name}.log"
-        self.proc = start(default_gguf(), self.port, ALIAS, self.log)
+        self.proc = start(default_gguf(), self.port, ALIAS, self.log, api_key=api_key)
         self.url = f"http://127.0.0.1:{self.port}/v1"
 
     def requests(self) -> int:
@@ -40,11 +40,12 @@ class Served:
         self.proc.wait()
 
 
-def llm_label(smoke: Path, work: Path, url: str, cache: Path, model: str = ALIAS, wait: bool = True):
+def llm_label(smoke: Path, work: Path, url: str, cache: Path, model: str = ALIAS, wait: bool = True, key_env=None):
     """The llm_label stage of the smoke repository with the server as a teacher; its outputs under `work`."""
     params = yaml.safe_load((smoke / "params.yaml").read_text())
     params["label"]["teachers"] = ["logreg", "llm_server"]
-    params["label"]["server"] |= {"base_url": url, "model": model, "backoff_s": 0.1, "retries": 1, "max_failures": 0.5}
+    server = {"base_url": url, "model": model, "backoff_s": 0.1, "retries": 1, "max_failures": 0.5}
+    params["label"]["server"] |= server | {"api_key_env": key_env}
     work.mkdir(parents=True, exist_ok=True)
     (work / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
     cmd = ["python", "stages/llm_label.py", "--params", str(work / "params.yaml"), "--assets", "models/base"]
@@ -66,24 +67,31 @@ def cached_rows(cache: Path) -> int:
         return 0
 
 
-def test_the_stage_labels_through_llama_cpp_and_a_rerun_asks_nothing(smoke_repo, tmp_path):
-    server = Served(tmp_path, "server")
+def test_the_stage_labels_through_llama_cpp_and_a_rerun_asks_nothing(smoke_repo, tmp_path, monkeypatch):
+    secret = "sk-commentclf-test-7c2e91"  # the server refuses requests without it
+    monkeypatch.setenv("COMMENTCLF_TEST_LLM_KEY", secret)
+    (tmp_path / "server").mkdir()  # its log: not a file the stage writes
+    server = Served(tmp_path / "server", "server", api_key=secret)
     try:
         cache = tmp_path / "cache.sqlite"
-        first = llm_label(smoke_repo, tmp_path / "first", server.url, cache)
+        first = llm_label(smoke_repo, tmp_path / "first", server.url, cache, key_env="COMMENTCLF_TEST_LLM_KEY")
         assert first.returncode == 0, first.stderr[-3000:]
         report = json.loads((tmp_path / "first/label.json").read_text())
         stats = report["llm_server"]
-        assert stats["asked"] == stats["rows"] > 0 and stats["cache_hits"] == 0
+        assert stats["asked"] > 0 and stats["asked"] + stats["cache_hits"] == stats["rows"]
         assert stats["probability_source"].get("logprobs", 0) > 0  # llama.cpp gives top_logprobs
         assert server.requests() == stats["requests"]  # the server counted what the teacher says it asked
         assert "llm_server" in report["weights"] and "llm_server" in report["out_of_fold"]
 
-        second = llm_label(smoke_repo, tmp_path / "second", server.url, cache)
+        second = llm_label(smoke_repo, tmp_path / "second", server.url, cache, key_env="COMMENTCLF_TEST_LLM_KEY")
         assert second.returncode == 0, second.stderr[-3000:]
         again = json.loads((tmp_path / "second/label.json").read_text())["llm_server"]
-        assert again["requests"] == 0 and again["cache_hits"] == stats["rows"] - stats["failed_rows"]
+        assert again["requests"] == 0 and again["cache_hits"] == again["rows"] == stats["rows"]
         assert server.requests() == stats["requests"] + again["requests"]
+        # the key went to the server (it refuses requests without it) and into no file the stage wrote
+        assert secret not in first.stdout + first.stderr + second.stdout + second.stderr
+        written = [f for f in tmp_path.rglob("*") if f.is_file() and "server" not in f.parts]
+        assert len(written) > 10 and not any(secret.encode() in f.read_bytes() for f in written)
     finally:
         server.kill()
 
