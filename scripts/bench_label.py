@@ -57,6 +57,7 @@ def run_stage(run_dir: Path, params: Path, out: Path, split_dir: Path) -> tuple[
     cmd += ["--teachers-out", str(out / "teachers.joblib"), "--ensemble-out", str(out / "ensemble.json")]
     cmd += ["--out", str(out / "pseudo.parquet"), "--recipe-out", str(out / "recipe.json")]
     cmd += ["--seed-oof", str(out / "seed_oof.parquet"), "--metrics", str(out / "label.json")]
+    cmd += ["--server-cache", str(out / "llm_server_cache.sqlite")]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     returncode, stdout, stderr, seconds, peak, cpu = run_measured(cmd, run_dir, env)
     if returncode:

@@ -155,6 +155,7 @@ def test_llm_label_on_ray_gives_the_local_pseudo_labels(smoke_repo, tmp_path):
         cmd += ["--llm-dir", "models/llm", "--teachers-out", str(out / "teachers.joblib")]
         cmd += ["--ensemble-out", str(out / "ensemble.json"), "--out", str(out / "pseudo.parquet")]
         cmd += ["--recipe-out", str(out / "recipe.json"), "--seed-oof", str(out / "seed_oof.parquet")]
+        cmd += ["--server-cache", str(out / "llm_server_cache.sqlite")]
         run_cmd([*cmd, "--metrics", str(out / "label.json")], smoke_repo, timeout=900)
         outputs[engine] = pl.read_parquet(out / "pseudo.parquet")
         assert json.loads((out / "label.json").read_text())["scoring"]["engine"] == engine
