@@ -70,7 +70,8 @@ def start(
     `api_key`, every request must carry it as a Bearer token."""
     cmd = [str(ensure_venv()), "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads), "--n_ctx", str(ctx)]
-    cmd += ["--verbose", "False"] + (["--api_key", api_key] if api_key else [])
+    # by default a new request interrupts the one being answered: with concurrent clients that is wasted work
+    cmd += ["--verbose", "False", "--interrupt_requests", "False"] + (["--api_key", api_key] if api_key else [])
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     deadline = time.time() + 180

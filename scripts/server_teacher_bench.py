@@ -96,7 +96,7 @@ def main(
 
     # both ensembles on the same test rows: the teachers' probabilities once, each ensemble its own pooling
     manifest = read_manifest(run_dir / "models/base")
-    embed = load_embedder(manifest["encoder"], prefix=cfg.student.prefix)
+    embed = load_embedder(str(run_dir / manifest["encoder"]), prefix=cfg.student.prefix)  # relative to the run
     setfit = load_setfit(run_dir / "models/setfit")
     others = {
         "setfit": lambda x: setfit_proba(setfit, x, cfg.setfit.prefix),
