@@ -144,6 +144,9 @@ def test_logprobs_give_the_probabilities_and_the_cache_answers_a_rerun(fake, tmp
     assert len(server.posts) == 3  # only the new comment was asked
     assert again.stats.as_dict()["cache_hits"] == 3 and again.stats.source["logprobs"] == 1
 
+    server.close()  # every answer cached: the server is not needed, not even checked
+    assert np.allclose(teacher(cfg, tmp_path)(texts), [[0.2, 0.7, 0.1]] * 3)
+
 
 def test_the_cache_key_changes_with_the_prompt_and_the_model(fake, tmp_path):
     server = fake(lambda body: (200, completion(top(Russia=1.0)), 0), models=("tiny", "other"))

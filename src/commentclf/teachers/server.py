@@ -212,8 +212,6 @@ class ServerTeacher:
         self.checked = True
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        if not self.checked:
-            self.check_server()
         start = time.perf_counter()
         ids = [text_id(t) for t in texts]
         cached = self.cache.get(self.cfg.model, self.prompt_hash, ids)
@@ -227,6 +225,8 @@ class ServerTeacher:
                 todo.setdefault(tid, []).append(i)
         self.stats.rows += len(texts)
         self.stats.cache_hits += len(texts) - sum(len(rows) for rows in todo.values())
+        if todo and not self.checked:  # all cached: no server needed
+            self.check_server()
         allowed = self.cfg.max_failures * len(todo)
         failed = 0
         pool = ThreadPoolExecutor(self.cfg.concurrency)
