@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from commentclf.config import load_params
+from commentclf.data import text_id
 from commentclf.errors import ServerError
 from commentclf.llm.prompts import classification_prompt
 from commentclf.teachers import labelling
@@ -24,7 +25,6 @@ from commentclf.teachers.server import (
     is_loopback,
     label_mass,
     server_teacher,
-    text_id,
 )
 
 REPO = Path(__file__).resolve().parents[2]

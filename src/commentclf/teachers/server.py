@@ -36,6 +36,7 @@ import numpy as np
 from rich.console import Console
 
 from commentclf.config import LabelServerConfig, Params
+from commentclf.data import text_id
 from commentclf.errors import ServerError
 from commentclf.llm.parsing import parse_label
 from commentclf.llm.prompts import ANSWER_START, ClassificationPrompt, classification_prompt
@@ -98,18 +99,14 @@ class AnswerCache:
             found.update({tid: (json.loads(p), src) for tid, p, src in rows})
         return found
 
-    def put(self, model: str, prompt: str, text_id: str, proba: list[float], source: str) -> None:
+    def put(self, model: str, prompt: str, tid: str, proba: list[float], source: str) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?)", (model, prompt, text_id, json.dumps(proba), source)
+            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?)", (model, prompt, tid, json.dumps(proba), source)
         )
         self.db.commit()
 
     def close(self) -> None:
         self.db.close()
-
-
-def text_id(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
 
 
 def is_loopback(url: str) -> bool:
